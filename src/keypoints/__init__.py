@@ -1,0 +1,59 @@
+"""keypoints: learned keypoint detection and description in plain PyTorch.
+
+Native API: :func:`detect` -> list of :class:`Features` (float32 (x, y) keypoints in
+original-image pixels, pixel centres at integers). transformers-compatible API:
+:class:`SuperPointImageProcessor`, :class:`SuperPointForKeypointDetection`, the ``Auto*``
+classes.
+"""
+
+from .detection import detect
+from .errors import (
+    ConfigError,
+    ImageError,
+    ImageNotFoundError,
+    KeypointsError,
+    WeightsError,
+    WeightsNotFoundError,
+)
+from .features import Features
+from .hf import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForKeypointDetection,
+    BatchFeature,
+    SuperPointForKeypointDetection,
+    SuperPointImageProcessor,
+    SuperPointKeypointDescriptionOutput,
+)
+from .io import load_features, save_features
+from .models.registry import MODELS, load_model
+from .models.superpoint import SuperPoint, SuperPointConfig
+from .viz import plot_keypoints
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "detect",
+    "Features",
+    "plot_keypoints",
+    "load_model",
+    "MODELS",
+    "save_features",
+    "load_features",
+    "SuperPoint",
+    "SuperPointConfig",
+    "SuperPointImageProcessor",
+    "SuperPointForKeypointDetection",
+    "SuperPointKeypointDescriptionOutput",
+    "BatchFeature",
+    "AutoConfig",
+    "AutoImageProcessor",
+    "AutoModelForKeypointDetection",
+    "KeypointsError",
+    "ImageError",
+    "ImageNotFoundError",
+    "ConfigError",
+    "WeightsError",
+    "WeightsNotFoundError",
+]

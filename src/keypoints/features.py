@@ -1,0 +1,85 @@
+"""``Features``: what every detector returns and everything downstream consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Features"]
+
+
+@dataclass
+class Features:
+    """Keypoints, scores and descriptors of one image.
+
+    Attributes:
+        keypoints: ``(N, 2)`` float32 tensor of (x, y) in original-image pixels, pixel centres
+            at integers (the top-left pixel's centre is (0, 0), as in OpenCV, LightGlue, hloc).
+        scores: ``(N,)`` float32 detection scores (higher is better).
+        descriptors: ``(N, D)`` descriptors (float32, L2-normalised for SuperPoint).
+        image_size: ``(width, height)`` of the original image.
+        model: name of the model that produced them, or None.
+    """
+
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+    descriptors: torch.Tensor
+    image_size: tuple[int, int]
+    model: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    def __repr__(self) -> str:
+        w, h = self.image_size
+        return (
+            f"Features({len(self)} keypoints, descriptors {tuple(self.descriptors.shape)}, "
+            f"image {w}x{h}, model={self.model!r})"
+        )
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """Dict of numpy arrays: ``keypoints`` (N, 2) float32, ``scores`` (N,), ``descriptors``
+        (N, D), ``image_size`` (2,) int64 as (width, height)."""
+        return {
+            "keypoints": self.keypoints.detach().cpu().numpy().astype(np.float32, copy=False),
+            "scores": self.scores.detach().cpu().numpy(),
+            "descriptors": self.descriptors.detach().cpu().numpy(),
+            "image_size": np.asarray(self.image_size, dtype=np.int64),
+        }
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        """LightGlue-style keys, unbatched: ``keypoints`` (N, 2), ``keypoint_scores`` (N,),
+        ``descriptors`` (N, D), ``image_size`` (2,) float32 (width, height). Add a leading
+        batch dimension (``v[None]``) to feed LightGlue itself."""
+        return {
+            "keypoints": self.keypoints,
+            "keypoint_scores": self.scores,
+            "descriptors": self.descriptors,
+            "image_size": torch.tensor(self.image_size, dtype=torch.float32),
+        }
+
+    def to_cv2(self, size: float = 8.0) -> list:
+        """List of ``cv2.KeyPoint`` (same pixel convention as ours); ``response`` is the score,
+        ``size`` the given diameter (SuperPoint has no scale; 8 px is one cell)."""
+        import cv2
+
+        kpts = self.keypoints.detach().cpu().tolist()
+        scores = self.scores.detach().cpu().tolist()
+        return [
+            cv2.KeyPoint(float(x), float(y), float(size), -1.0, float(s))
+            for (x, y), s in zip(kpts, scores)
+        ]
+
+    @classmethod
+    def from_numpy(cls, data, model: str | None = None) -> Features:
+        """Inverse of :meth:`to_numpy` (accepts the dict or an opened ``.npz``)."""
+        w, h = (int(v) for v in np.asarray(data["image_size"]).tolist())
+        return cls(
+            keypoints=torch.from_numpy(np.asarray(data["keypoints"], dtype=np.float32)),
+            scores=torch.from_numpy(np.asarray(data["scores"])),
+            descriptors=torch.from_numpy(np.asarray(data["descriptors"])),
+            image_size=(w, h),
+            model=model,
+        )

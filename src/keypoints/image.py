@@ -1,0 +1,283 @@
+"""Decoding, validating and resizing images; the one place that turns user input into arrays.
+
+Every entry point (processor, ``detect``, CLI) goes through :func:`to_array`, which returns an
+``(H, W, C)`` numpy array with ``C`` in {1, 3}: ``uint8`` for 8-bit sources (kept exact so that
+resizing matches Pillow and transformers bit for bit) or ``float32`` in [0, 1] for everything
+else (16-bit, float). Coordinates elsewhere in the package are (x, y) with pixel centres at
+integers; :func:`scale_keypoints_back` is the one place that maps keypoints found on a resized
+image back to the original image.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ConfigError, ImageError, ImageNotFoundError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "NTSC_WEIGHTS",
+    "ImageInput",
+    "as_image_list",
+    "to_array",
+    "to_float",
+    "rgb_to_grayscale",
+    "resize_array",
+    "resized_shape",
+    "scale_keypoints_back",
+]
+
+#: Pillow's own decompression-bomb limit (about 89.5 megapixels).
+DEFAULT_MAX_PIXELS = 89_478_485
+#: NTSC / ITU-R 601 luma weights, as transformers' SuperPoint processor uses them.
+NTSC_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+
+def as_image_list(images) -> list:
+    """Normalise ``images`` (one image or a list/tuple of them, or a (B, C, H, W) tensor) to a list."""
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ImageError("no images were given (an empty list)")
+        return list(images)
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return list(images)
+    return [images]
+
+
+def _describe(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return f"'{os.fspath(source)}'"
+    return f"the {type(source).__name__} input"
+
+
+def _open(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
+    path = Path(path)
+    if not path.exists():
+        raise ImageNotFoundError(f"image '{path}' does not exist")
+    if path.is_dir():
+        raise ImageError(f"'{path}' is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"image '{path}' is an empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+        _check_pixels(image.size, max_pixels, f"'{path}'")
+        if getattr(image, "n_frames", 1) > 1:
+            warnings.warn(
+                f"'{path}' has {image.n_frames} frames; using the first", stacklevel=3
+            )
+        image.load()
+    except UnidentifiedImageError:
+        raise ImageError(f"'{path}' is not an image file Pillow can read") from None
+    except ImageError:
+        raise
+    except Exception as exc:  # truncated or corrupt data: Pillow raises OSError/SyntaxError/...
+        raise ImageError(f"image '{path}' could not be decoded ({exc}); is it truncated?") from None
+    return image
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None, what: str) -> None:
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(
+            f"{what} has {size[0]}x{size[1]} = {size[0] * size[1]} pixels, over the limit of "
+            f"{max_pixels} (raise it with max_pixels= / --max-pixels if you trust the file)"
+        )
+
+
+def _from_pil(image: Image.Image, what: str) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in ("1", "LA", "La"):
+        image, mode = image.convert("L"), "L"
+    if mode == "L":
+        return np.asarray(image, dtype=np.uint8)[..., None]
+    if mode.startswith("I;16"):
+        return (np.asarray(image).astype(np.float32) / 65535.0)[..., None]
+    if mode == "I":
+        array = np.asarray(image)
+        if array.min() < 0 or array.max() > 65535:
+            raise ImageError(f"{what}: 32-bit integer image with values outside 0..65535")
+        return (array.astype(np.float32) / 65535.0)[..., None]
+    if mode == "F":
+        return _check_float(np.asarray(image, dtype=np.float32)[..., None], what)
+    if mode != "RGB":
+        image = image.convert("RGB")  # P, PA, RGBA (alpha dropped), CMYK, YCbCr, ...
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _check_float(array: np.ndarray, what: str) -> np.ndarray:
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise ImageError(f"{what} contains NaN or infinite values")
+    lo, hi = float(array.min()), float(array.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ImageError(
+            f"{what} is a float image with values in [{lo:.4g}, {hi:.4g}]; float images must be "
+            "in [0, 1] (divide 8-bit data by 255, or pass it as uint8)"
+        )
+    return np.clip(array, 0.0, 1.0)
+
+
+def _from_numpy(array: np.ndarray, what: str, channels_first: bool = False) -> np.ndarray:
+    if array.ndim == 3 and channels_first:
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        layout = "C x H x W" if channels_first else "H x W, H x W x 3 or H x W x 4"
+        raise ImageError(f"{what} has shape {tuple(array.shape)}; expected {layout}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(f"{what} is empty (shape {tuple(array.shape)})")
+    channels = array.shape[2]
+    if channels not in (1, 3, 4):
+        raise ImageError(f"{what} has {channels} channels; expected 1 (gray), 3 (RGB) or 4 (RGBA)")
+    if channels == 4:
+        array = array[..., :3]  # alpha dropped
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if np.issubdtype(array.dtype, np.floating):
+        return _check_float(array, what)
+    raise ImageError(
+        f"{what} has dtype {array.dtype}; expected uint8 (0-255), uint16 or float in [0, 1]"
+    )
+
+
+def to_array(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode and validate one image.
+
+    Args:
+        source: a file path, a PIL image, a numpy array ``(H, W)``, ``(H, W, 3)`` or
+            ``(H, W, 4)`` (uint8, uint16 or float in [0, 1]), or a torch tensor ``(C, H, W)``
+            or ``(H, W)``. EXIF orientation is applied, so the result is the image as a viewer
+            shows it; alpha is dropped.
+        max_pixels: refuse images with more pixels than this (None: no limit).
+
+    Returns:
+        ``(H, W, C)`` array, ``C`` in {1, 3}; ``uint8`` for 8-bit data, else ``float32`` in [0, 1].
+
+    Raises:
+        ImageNotFoundError, ImageError: with the file or input named.
+    """
+    what = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        array = _from_pil(_open(source, max_pixels), what)
+    elif isinstance(source, Image.Image):
+        _check_pixels(source.size, max_pixels, what)
+        array = _from_pil(source, what)
+    elif isinstance(source, np.ndarray):
+        array = _from_numpy(source, what)
+    elif isinstance(source, torch.Tensor):
+        array = _from_numpy(source.detach().cpu().numpy(), what, channels_first=source.ndim == 3)
+    else:
+        raise ImageError(
+            f"unsupported image type {type(source).__name__}; pass a path, a PIL image, "
+            "a numpy array or a torch tensor"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(f"{what} is empty (size {array.shape[1]}x{array.shape[0]})")
+    if max_pixels is not None:
+        _check_pixels((array.shape[1], array.shape[0]), max_pixels, what)
+    return array
+
+
+def to_float(array: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` uint8 or float32 -> float32 in [0, 1] (uint8 scaled as transformers does)."""
+    if array.dtype == np.uint8:
+        return (array.astype(np.float64) * (1 / 255)).astype(np.float32)
+    return array.astype(np.float32, copy=False)
+
+
+def rgb_to_grayscale(array: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` float32 -> ``(H, W)`` float32 luma with :data:`NTSC_WEIGHTS`.
+
+    A single-channel image is returned as is. The sum is evaluated in float32 in the order
+    R, G, B, which reproduces transformers' SuperPoint processor bit for bit.
+    """
+    if array.shape[2] == 1:
+        return array[..., 0]
+    r, g, b = NTSC_WEIGHTS
+    return array[..., 0] * r + array[..., 1] * g + array[..., 2] * b
+
+
+def resize_array(
+    array: np.ndarray, size: tuple[int, int], resample: int = Image.Resampling.BILINEAR
+) -> np.ndarray:
+    """Resize ``(H, W, C)`` (uint8 or float32) to ``size = (height, width)`` with a Pillow
+    filter (default bilinear, antialiased when shrinking). Same dtype and channel count out."""
+    height, width = size
+    if array.shape[:2] == (height, width):
+        return array
+    if array.dtype == np.uint8:
+        mode = "L" if array.shape[2] == 1 else "RGB"
+        pil = Image.fromarray(array[..., 0] if mode == "L" else array, mode)
+        out = np.asarray(pil.resize((width, height), resample))
+        return out[..., None] if out.ndim == 2 else out
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(array[..., c]), "F").resize(
+                (width, height), resample
+            )
+        )
+        for c in range(array.shape[2])
+    ]
+    return np.stack(channels, axis=-1)
+
+
+def resized_shape(
+    height: int, width: int, resize: int | Sequence[int] | None
+) -> tuple[int, int]:
+    """The (height, width) an image of ``height x width`` is resized to.
+
+    ``resize``: None keeps the native size; an int is the longest side (never upsampling, as
+    LightGlue's ``resize``); a pair is ``(height, width)``.
+    """
+    if resize is None:
+        return height, width
+    if isinstance(resize, (int, np.integer)) and not isinstance(resize, bool):
+        if resize < 1:
+            raise ConfigError(f"resize must be >= 1 (the longest side in pixels), got {resize}")
+        longest = max(height, width)
+        if longest <= resize:
+            return height, width
+        scale = resize / longest
+        return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    if isinstance(resize, Sequence) and not isinstance(resize, str) and len(resize) == 2:
+        h, w = (int(v) for v in resize)
+        if h < 1 or w < 1:
+            raise ConfigError(f"resize (height, width) must be positive, got {tuple(resize)}")
+        return h, w
+    raise ConfigError(
+        f"resize must be None (native), an int (longest side) or (height, width), got {resize!r}"
+    )
+
+
+def scale_keypoints_back(
+    keypoints: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]
+) -> torch.Tensor:
+    """Map (x, y) keypoints found on an image of ``from_size = (h, w)`` to one of ``to_size``.
+
+    Pixel centres are at integers in both images, and a resize maps pixel edges onto pixel
+    edges (as Pillow and OpenCV resize do), hence the +0.5 / -0.5 (LightGlue does the same).
+    """
+    if from_size == to_size:
+        return keypoints
+    sx = to_size[1] / from_size[1]
+    sy = to_size[0] / from_size[0]
+    scale = keypoints.new_tensor([sx, sy])
+    return (keypoints + 0.5) * scale - 0.5

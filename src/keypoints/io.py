@@ -1,0 +1,78 @@
+"""Writing results: atomic file writes, and features as ``.npz`` or ``.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .features import Features
+
+__all__ = ["atomic_write", "save_features", "load_features", "FORMATS"]
+
+FORMATS = ("npz", "json")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder), so an
+    interrupted run never leaves a half-written file under the final name. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_features(features: Features, path: str | os.PathLike, fmt: str | None = None) -> Path:
+    """Write ``features`` to ``path`` as ``npz`` (arrays ``keypoints`` (N, 2) float32, ``scores``
+    (N,), ``descriptors`` (N, D), ``image_size`` (2,) = (width, height)) or ``json`` (the same
+    keys as lists). ``fmt`` defaults to the file's suffix."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown output format '{fmt}'; allowed: {', '.join(FORMATS)}")
+    arrays = features.to_numpy()
+
+    def write(tmp: str) -> None:
+        if fmt == "npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        else:
+            data = {k: v.tolist() for k, v in arrays.items()}
+            data["model"] = features.model
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+
+    return atomic_write(path, write)
+
+
+def load_features(path: str | os.PathLike) -> Features:
+    """Read what :func:`save_features` wrote (``.npz`` or ``.json``)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        return Features.from_numpy(
+            {
+                "keypoints": np.asarray(data["keypoints"], dtype=np.float32).reshape(-1, 2),
+                "scores": np.asarray(data["scores"], dtype=np.float32),
+                "descriptors": np.asarray(data["descriptors"], dtype=np.float32).reshape(
+                    len(data["scores"]), -1
+                ),
+                "image_size": data["image_size"],
+            },
+            model=data.get("model"),
+        )
+    with np.load(path) as data:
+        return Features.from_numpy(dict(data))

@@ -1,0 +1,1 @@
+"""Keypoint models: one file per model, shared helpers in ops.py."""

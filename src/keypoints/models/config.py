@@ -1,0 +1,104 @@
+"""Declared model configs: one dataclass per model, merged once, unknown options raise."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError, closest
+
+__all__ = ["config_class", "check_range"]
+
+# Keys that transformers writes into config.json and that carry no model option.
+HF_METADATA_KEYS = {
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "_name_or_path",
+    "_commit_hash",
+    "return_dict",
+    "output_hidden_states",
+    "output_attentions",
+    "id2label",
+    "label2id",
+    "problem_type",
+    "tie_word_embeddings",
+    "chunk_size_feed_forward",
+    "is_encoder_decoder",
+    "torchscript",
+    "pruned_heads",
+}
+
+
+def check_range(name: str, value, ok: bool, allowed: str) -> None:
+    """Raise ConfigError ``name=value is out of range; allowed: ...`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is out of range; allowed: {allowed}")
+
+
+def config_class(cls):
+    """Make ``cls`` a keyword-only dataclass whose constructor rejects unknown names with the
+    closest valid one, and give it ``to_dict``, ``from_dict``, ``replace`` and ``to_json_string``.
+
+    ``cls`` may define ``validate(self)`` (called after every construction) and
+    ``aliases`` (a dict of alternative option names, e.g. ``threshold`` -> ``keypoint_threshold``).
+    """
+    cls = dataclasses.dataclass(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    aliases: dict[str, str] = dict(getattr(cls, "aliases", {}))
+    dataclass_init = cls.__init__
+
+    def canonical(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in kwargs.items():
+            name = aliases.get(key, key)
+            if name not in names:
+                valid = sorted(set(names) | set(aliases))
+                raise ConfigError(
+                    f"unknown option '{key}' for {cls.__name__}{closest(key, valid)}; "
+                    f"valid options: {', '.join(valid)}"
+                )
+            out[name] = value
+        return out
+
+    def __init__(self, **kwargs):
+        dataclass_init(self, **canonical(kwargs))
+        if hasattr(self, "validate"):
+            self.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            name: list(v) if isinstance(v := getattr(self, name), tuple) else v for name in names
+        }
+
+    @classmethod
+    def from_dict(cls_, data: Mapping[str, Any], **overrides):
+        """Build from a saved dict (transformers' metadata keys and unknown keys are ignored)
+        plus keyword overrides (which must be valid option names)."""
+        model_type = data.get("model_type")
+        expected = getattr(cls_, "model_type", None)
+        if model_type is not None and expected is not None and model_type != expected:
+            raise ConfigError(
+                f"the checkpoint's config is for model_type '{model_type}', not '{expected}'"
+            )
+        known = {k: v for k, v in data.items() if k in names}
+        return cls_(**{**known, **canonical(overrides)})
+
+    def replace(self, **overrides):
+        """A copy with some options changed (validated; aliases accepted)."""
+        return type(self)(**{**self.to_dict(), **canonical(overrides)})
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    cls.__init__ = __init__
+    cls.to_dict = to_dict
+    cls.from_dict = from_dict
+    cls.replace = replace
+    cls.to_json_string = to_json_string
+    cls.option_names = tuple(names)
+    return cls

@@ -1,0 +1,331 @@
+"""SuperPoint (DeTone, Malisiewicz, Rabinovich, "SuperPoint: Self-Supervised Interest Point
+Detection and Description", CVPRW 2018), in plain PyTorch.
+
+Layer names follow Magic Leap's ``superpoint_v1.pth`` (``conv1a`` ... ``convPb``, ``convDb``);
+transformers' names (``encoder.conv_blocks.0.conv_a`` ...) are mapped at load and save time.
+Numbers match transformers' ``SuperPointForKeypointDetection`` on the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, WeightsError
+from . import ops
+from .config import check_range, config_class
+from .weights import load_state_dict, resolve_checkpoint
+
+__all__ = ["SuperPointConfig", "SuperPoint", "convert_state_dict", "to_transformers_state_dict"]
+
+#: Hub repository of the released Magic Leap weights (noncommercial license; never bundled).
+DEFAULT_SOURCE = "magic-leap-community/superpoint"
+
+
+@config_class
+class SuperPointConfig:
+    """SuperPoint options, with the names and defaults of transformers' ``SuperPointConfig``.
+
+    Architecture: ``encoder_hidden_sizes`` (channels of the conv blocks; each block but the last
+    halves the resolution), ``decoder_hidden_size``, ``keypoint_decoder_dim`` (cells + dustbin,
+    65 for 8x8 cells), ``descriptor_decoder_dim``. Detection: ``keypoint_threshold`` (alias
+    ``threshold``), ``max_keypoints`` (-1: all), ``nms_radius``, ``border_removal_distance``
+    (alias ``border``).
+    """
+
+    model_type = "superpoint"
+    aliases = {"threshold": "keypoint_threshold", "border": "border_removal_distance"}
+
+    encoder_hidden_sizes: tuple[int, ...] = (64, 64, 128, 128)
+    decoder_hidden_size: int = 256
+    keypoint_decoder_dim: int = 65
+    descriptor_decoder_dim: int = 256
+    keypoint_threshold: float = 0.005
+    max_keypoints: int = -1
+    nms_radius: int = 4
+    border_removal_distance: int = 4
+    initializer_range: float = 0.02
+
+    def validate(self) -> None:
+        self.encoder_hidden_sizes = tuple(int(v) for v in self.encoder_hidden_sizes)
+        check_range(
+            "encoder_hidden_sizes",
+            self.encoder_hidden_sizes,
+            len(self.encoder_hidden_sizes) >= 2 and min(self.encoder_hidden_sizes) > 0,
+            "two or more positive channel counts",
+        )
+        cell = self.cell_size
+        check_range(
+            "keypoint_decoder_dim",
+            self.keypoint_decoder_dim,
+            self.keypoint_decoder_dim == cell * cell + 1,
+            f"{cell * cell + 1} (one per pixel of a {cell}x{cell} cell, plus the dustbin)",
+        )
+        for name in ("decoder_hidden_size", "descriptor_decoder_dim"):
+            check_range(name, getattr(self, name), getattr(self, name) > 0, "a positive integer")
+        t = self.keypoint_threshold
+        check_range("keypoint_threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
+        k = self.max_keypoints
+        check_range("max_keypoints", k, _is_int(k) and (k == -1 or k >= 1), "-1 (all) or >= 1")
+        r = self.nms_radius
+        check_range("nms_radius", r, _is_int(r) and 0 <= r <= 64, "an integer in [0, 64]")
+        b = self.border_removal_distance
+        check_range(
+            "border_removal_distance", b, _is_int(b) and 0 <= b <= 1024, "an integer in [0, 1024]"
+        )
+
+    @property
+    def cell_size(self) -> int:
+        """Pixels per descriptor cell: 2 ** (number of pooling layers)."""
+        return 2 ** (len(self.encoder_hidden_sizes) - 1)
+
+    # transformers-style persistence -------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, **overrides) -> SuperPointConfig:
+        """Read ``config.json`` from a Hub id or Hub-layout folder (defaults for a bare weights
+        file), then apply keyword ``overrides`` (e.g. ``max_keypoints=300``)."""
+        kwargs = {k: overrides.pop(k) for k in ("revision", "cache_dir") if k in overrides}
+        ckpt = resolve_checkpoint(source, weights=False, **kwargs)
+        return cls.from_dict(ckpt.config or {}, **overrides)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` in transformers' format into ``directory``."""
+        from ..io import atomic_write
+
+        data = {
+            "architectures": ["SuperPointForKeypointDetection"],
+            "model_type": self.model_type,
+            **self.to_dict(),
+        }
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        atomic_write(os.path.join(directory, "config.json"), lambda p: Path(p).write_text(text))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Key maps -----------------------------------------------------------------------------------
+_HF_TO_NATIVE = [
+    (re.compile(r"^encoder\.conv_blocks\.(\d+)\.conv_([ab])\."), None),
+    (re.compile(r"^keypoint_decoder\.conv_score_a\."), "convPa."),
+    (re.compile(r"^keypoint_decoder\.conv_score_b\."), "convPb."),
+    (re.compile(r"^descriptor_decoder\.conv_descriptor_a\."), "convDa."),
+    (re.compile(r"^descriptor_decoder\.conv_descriptor_b\."), "convDb."),
+]
+_PREFIXES = ("module.", "superpoint.", "model.", "extractor.")
+
+
+def _native_key(key: str) -> str:
+    for prefix in _PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+    for pattern, repl in _HF_TO_NATIVE:
+        m = pattern.match(key)
+        if m:
+            new = f"conv{int(m.group(1)) + 1}{m.group(2)}." if repl is None else repl
+            return new + key[m.end() :]
+    return key
+
+
+def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a SuperPoint state dict in transformers' or Magic Leap's key naming (optionally under
+    a ``module.``/``superpoint.`` prefix) to ours (Magic Leap names)."""
+    return {_native_key(k): v for k, v in state.items()}
+
+
+def to_transformers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our (Magic Leap) key names -> transformers' ``SuperPointForKeypointDetection`` names."""
+    heads = {
+        "convPa": "keypoint_decoder.conv_score_a",
+        "convPb": "keypoint_decoder.conv_score_b",
+        "convDa": "descriptor_decoder.conv_descriptor_a",
+        "convDb": "descriptor_decoder.conv_descriptor_b",
+    }
+    out = {}
+    for key, value in state.items():
+        layer, param = key.split(".", 1)
+        m = re.fullmatch(r"conv(\d+)([ab])", layer)
+        name = f"encoder.conv_blocks.{int(m.group(1)) - 1}.conv_{m.group(2)}" if m else heads[layer]
+        out[f"{name}.{param}"] = value
+    return out
+
+
+# The network --------------------------------------------------------------------------------
+class SuperPoint(nn.Module):
+    """SuperPoint network and keypoint extraction.
+
+    ``extract(image, image_sizes=None, **options)`` (also ``forward``) takes ``image (B, 1, H, W)`` float in [0, 1]
+    (grayscale), ``H`` and ``W`` multiples of the cell size (8), and optionally
+    ``image_sizes (B, 2)`` int (height, width) of the valid (unpadded) region of each image.
+    It returns a dict of batched, padded outputs: ``keypoints (B, N, 2)`` float32 (x, y) pixel
+    coordinates in ``image``, ``scores (B, N)``, ``descriptors (B, N, D)``, ``mask (B, N)`` bool.
+    ``options`` override the config for this call (``max_keypoints``, ``threshold``,
+    ``nms_radius``, ``border``).
+    """
+
+    config_class = SuperPointConfig
+    name = "superpoint"
+
+    def __init__(self, config: SuperPointConfig | None = None, **overrides) -> None:
+        super().__init__()
+        config = config or SuperPointConfig()
+        self.config = config.replace(**overrides) if overrides else config
+        sizes = (1, *self.config.encoder_hidden_sizes)
+        for i in range(len(sizes) - 1):
+            setattr(self, f"conv{i + 1}a", nn.Conv2d(sizes[i], sizes[i + 1], 3, padding=1))
+            setattr(self, f"conv{i + 1}b", nn.Conv2d(sizes[i + 1], sizes[i + 1], 3, padding=1))
+        c, hidden = sizes[-1], self.config.decoder_hidden_size
+        self.convPa = nn.Conv2d(c, hidden, 3, padding=1)
+        self.convPb = nn.Conv2d(hidden, self.config.keypoint_decoder_dim, 1)
+        self.convDa = nn.Conv2d(c, hidden, 3, padding=1)
+        self.convDb = nn.Conv2d(hidden, self.config.descriptor_decoder_dim, 1)
+        self.num_blocks = len(sizes) - 1
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    # dense maps ---------------------------------------------------------------------------
+    def encode(self, image: torch.Tensor, hidden_states: list | None = None) -> torch.Tensor:
+        """``(B, 1, H, W)`` -> encoder features ``(B, C, H/8, W/8)``."""
+        x = image
+        for i in range(1, self.num_blocks + 1):
+            x = F.relu(getattr(self, f"conv{i}a")(x))
+            x = F.relu(getattr(self, f"conv{i}b")(x))
+            if i < self.num_blocks:
+                x = F.max_pool2d(x, 2, 2)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        return x
+
+    def heatmap(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features -> ``(B, H, W)`` keypoint probabilities (softmax, dustbin dropped)."""
+        logits = self.convPb(F.relu(self.convPa(features)))
+        prob = F.softmax(logits, 1)[:, :-1]
+        b, _, h, w = prob.shape
+        cell = self.config.cell_size
+        prob = prob.permute(0, 2, 3, 1).reshape(b, h, w, cell, cell)
+        return prob.permute(0, 1, 3, 2, 4).reshape(b, h * cell, w * cell)
+
+    def dense_descriptors(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features -> ``(B, D, H/8, W/8)`` L2-normalised descriptors."""
+        return F.normalize(self.convDb(F.relu(self.convDa(features))), p=2, dim=1)
+
+    # keypoints ----------------------------------------------------------------------------
+    def forward(self, image: torch.Tensor, image_sizes: torch.Tensor | None = None, **options):
+        """Same as :meth:`extract`."""
+        return self.extract(image, image_sizes, **options)
+
+    def extract(
+        self,
+        image: torch.Tensor,
+        image_sizes: torch.Tensor | None = None,
+        hidden_states: list | None = None,
+        **options,
+    ) -> dict[str, torch.Tensor]:
+        conf = self.config.replace(**options) if options else self.config
+        if image.ndim != 4 or image.shape[1] != 1:
+            raise ConfigError(f"SuperPoint expects (B, 1, H, W) images, got {tuple(image.shape)}")
+
+        # 1. shared encoder, 2. keypoint heatmap with non-maximum suppression
+        features = self.encode(image, hidden_states)
+        heat = ops.simple_nms(self.heatmap(features), conf.nms_radius)
+
+        # 3. threshold, border and top-k, batched
+        keypoints, scores, mask = ops.select_keypoints(
+            heat, conf.keypoint_threshold, conf.border_removal_distance, conf.max_keypoints,
+            image_sizes,
+        )  # fmt: skip
+
+        # 4. descriptors sampled at the keypoints (padding entries zeroed)
+        dense = self.dense_descriptors(features)
+        descriptors = ops.sample_descriptors(keypoints, dense, self.config.cell_size)
+        descriptors = descriptors * mask[..., None]
+        return {"keypoints": keypoints, "scores": scores, "descriptors": descriptors, "mask": mask}
+
+    # weights ------------------------------------------------------------------------------
+    def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+        """Load a state dict in Magic Leap's or transformers' naming.
+
+        Missing keys (e.g. a checkpoint without the detector head ``convPa``/``convPb``) raise
+        :class:`WeightsError` naming them, unless ``strict=False`` (they then keep their random
+        initialisation, with a warning). Unexpected keys raise likewise; wrong shapes always do.
+        """
+        state = convert_state_dict(state)
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = [
+            f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+            for k in own
+            if k in state and state[k].shape != own[k].shape
+        ]
+        if wrong:
+            raise WeightsError(f"weights do not fit SuperPoint: wrong shapes for {', '.join(wrong)}")
+        problems = []
+        if missing:
+            problems.append(f"missing keys {', '.join(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys {', '.join(unexpected)}")
+        if problems and strict:
+            raise WeightsError(
+                f"weights do not fit SuperPoint: {'; '.join(problems)}. Pass strict=False to "
+                "load them anyway (missing layers keep their random initialisation)"
+            )
+        if problems:
+            warnings.warn(f"SuperPoint loaded with {'; '.join(problems)}", stacklevel=3)
+        self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike = DEFAULT_SOURCE,
+        *,
+        strict: bool = True,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        **overrides,
+    ):
+        """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
+        layout folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key
+        naming). Keyword ``overrides`` change config fields (``max_keypoints=300``)."""
+        ckpt = resolve_checkpoint(
+            source,
+            revision=revision,
+            cache_dir=cache_dir,
+            hint="pass a local checkpoint path (e.g. --model /path/to/superpoint_v1.pth)",
+        )
+        config = SuperPointConfig.from_dict(ckpt.config or {}, **overrides)
+        model = cls(config)
+        model.load_weights(load_state_dict(ckpt.weights), strict=strict)
+        model.source = os.fspath(source)
+        return model.eval()
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by
+        transformers' ``SuperPointForKeypointDetection.from_pretrained(directory)``."""
+        from safetensors.torch import save_file
+
+        from ..io import atomic_write
+
+        os.makedirs(directory, exist_ok=True)
+        self.config.save_pretrained(directory)
+        tensors = to_transformers_state_dict(
+            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        )
+        atomic_write(
+            os.path.join(directory, "model.safetensors"),
+            lambda p: save_file(tensors, p, metadata={"format": "pt"}),
+        )

@@ -1,0 +1,213 @@
+"""Finding and safely loading weights: local files, Hub-layout folders, the Hugging Face Hub.
+
+Checkpoints are untrusted input: only safetensors and ``torch.load(weights_only=True)`` are used,
+so a pickle that would run code is refused before any of it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import WeightsError, WeightsNotFoundError
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAMES",
+    "PROCESSOR_NAME",
+    "Checkpoint",
+    "resolve_checkpoint",
+    "load_state_dict",
+    "looks_like_hub_id",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")
+PROCESSOR_NAME = "preprocessor_config.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+@dataclass
+class Checkpoint:
+    """What a source resolved to: local paths of the files that exist (None when absent)."""
+
+    source: str
+    weights: Path | None
+    config: dict[str, Any] | None
+    processor: dict[str, Any] | None
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """``namespace/name`` that is not an existing path and has no weight-file suffix."""
+    return (
+        bool(_HUB_ID.match(source))
+        and not os.path.exists(source)
+        and not source.endswith(_WEIGHT_SUFFIXES)
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"'{path}' is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"'{path}' does not hold a JSON object")
+    return data
+
+
+def _offline_message(repo_id: str, what: str, hint: str) -> str:
+    return (
+        f"could not get {what} of '{repo_id}' from the Hugging Face Hub: no network access "
+        "(or HF_HUB_OFFLINE=1) and it is not in the local cache "
+        f"({os.environ.get('HF_HUB_CACHE') or os.environ.get('HF_HOME') or '~/.cache/huggingface'}). "
+        f"Download it where the Hub is reachable (`hf download {repo_id}`), or {hint}"
+    )
+
+
+def _hub_file(
+    repo_id: str,
+    filenames: Sequence[str],
+    *,
+    required: bool,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    hint: str,
+) -> Path | None:
+    """Download (or take from the cache) the first of ``filenames`` that the repo has."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+
+    offline = False
+    for filename in filenames:
+        try:
+            return Path(
+                hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
+            )
+        except hf_errors.LocalEntryNotFoundError:
+            offline = True  # not cached and the Hub is unreachable or offline mode is on
+        except hf_errors.OfflineModeIsEnabled:
+            offline = True
+        except hf_errors.RepositoryNotFoundError:
+            raise WeightsNotFoundError(
+                f"'{repo_id}' is not a model repository on the Hugging Face Hub (or it is "
+                f"private or gated: log in with `hf auth login`); {hint}"
+            ) from None
+        except hf_errors.RevisionNotFoundError:
+            raise WeightsNotFoundError(f"'{repo_id}' has no revision '{revision}'") from None
+        except hf_errors.EntryNotFoundError:
+            continue  # the repo exists but lacks this file: try the next name
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"could not download '{repo_id}': {exc}") from None
+    if offline and required:
+        raise WeightsNotFoundError(_offline_message(repo_id, " or ".join(filenames), hint))
+    if required:
+        raise WeightsNotFoundError(f"'{repo_id}' on the Hub has none of {', '.join(filenames)}")
+    return None
+
+
+def resolve_checkpoint(
+    source: str | os.PathLike,
+    *,
+    weights: bool = True,
+    config: bool = True,
+    processor: bool = False,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    hint: str = "pass a local path instead",
+) -> Checkpoint:
+    """Resolve ``source`` to local files.
+
+    ``source`` is a weights file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``), a folder in
+    the Hub layout (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``,
+    ``preprocessor_config.json``), or a Hub id fetched with huggingface_hub (its cache,
+    ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply). Only the parts asked for are
+    looked up; a missing required part raises :class:`WeightsNotFoundError`.
+    """
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return Checkpoint(text, path if weights else None, None, None)
+    if path.is_dir():
+        found = next((path / n for n in WEIGHTS_NAMES if (path / n).is_file()), None)
+        if weights and found is None:
+            raise WeightsNotFoundError(
+                f"folder '{path}' has no weights (expected {' or '.join(WEIGHTS_NAMES)})"
+            )
+        cfg, proc = path / CONFIG_NAME, path / PROCESSOR_NAME
+        return Checkpoint(
+            text,
+            found if weights else None,
+            _read_json(cfg) if config and cfg.is_file() else None,
+            _read_json(proc) if processor and proc.is_file() else None,
+        )
+    if not looks_like_hub_id(text):
+        raise WeightsNotFoundError(
+            f"weights '{text}' not found: no such file or folder, and not a Hub id (namespace/name)"
+        )
+    kwargs = dict(revision=revision, cache_dir=cache_dir, hint=hint)
+    cfg = _hub_file(text, [CONFIG_NAME], required=True, **kwargs) if config else None
+    proc = _hub_file(text, [PROCESSOR_NAME], required=processor, **kwargs) if processor else None
+    found = _hub_file(text, WEIGHTS_NAMES, required=True, **kwargs) if weights else None
+    return Checkpoint(
+        text,
+        found,
+        _read_json(cfg) if cfg else None,
+        _read_json(proc) if proc else None,
+    )
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a flat ``{name: tensor}`` dict from a safetensors file or a PyTorch checkpoint.
+
+    PyTorch files are read with ``weights_only=True``: a pickle that would construct arbitrary
+    objects (and could run code) is refused with :class:`WeightsError`. A checkpoint that wraps
+    its weights in ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file '{path}' is empty")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # SafetensorError and friends: corrupt or truncated
+            raise WeightsError(
+                f"'{path}' is not a valid safetensors file ({exc}); is it truncated?"
+            ) from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise WeightsError(
+                f"refused to load '{path}': it holds Python objects other than tensors, and "
+                "unpickling them could run code. Only safetensors files and plain state dicts "
+                f"are accepted; convert it with code you trust. (torch said: {str(exc)[:200]})"
+            ) from None
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise WeightsError(
+                f"'{path}' is not a readable PyTorch checkpoint ({str(exc)[:200]}); "
+                "is it truncated or corrupt?"
+            ) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(f"'{path}' does not hold a state dict of named tensors")
+    return state
