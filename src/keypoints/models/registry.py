@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ConfigError, closest
+from ..errors import ConfigError, WeightsNotFoundError, closest
 from .superpoint import DEFAULT_SOURCE as SUPERPOINT_SOURCE
 from .superpoint import SuperPoint
 from .weights import looks_like_hub_id
@@ -67,6 +67,8 @@ def load_model(
         net.name = info.name
     elif os.path.exists(text) or looks_like_hub_id(text):
         net = SuperPoint.from_pretrained(text)
+    elif os.sep in text or text.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors")):
+        raise WeightsNotFoundError(f"checkpoint '{text}' does not exist")
     else:
         raise ConfigError(
             f"unknown model '{text}'{closest(text, MODELS)}: not a model name "

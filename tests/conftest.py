@@ -1,0 +1,61 @@
+"""Shared fixtures. Tests never touch the network: the Hub is put in offline mode before any
+import of huggingface_hub, and real data is read from ../shared/data beside the repo."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+EXAMPLE = ROOT / "examples" / "cats.png"
+COCO = [DATA / "images" / "coco" / "000000039769.png", DATA / "images" / "coco" / "000000004016.png"]
+PARTIAL_SUPERPOINT = (
+    DATA / "weights" / "superpoint_partial" / "superpoint_v1_encoder_descriptor.safetensors"
+)
+
+
+def require(path: Path) -> Path:
+    """Skip (with the reason) when a file of ../shared/data is absent."""
+    if not path.exists():
+        pytest.skip(f"test data not found: {path} (expected ../shared/data beside the repo)")
+    return path
+
+
+def random_superpoint(cls=None, seed: int = 0, sharpen: float = 30.0, **config):
+    """A randomly initialised SuperPoint whose detector head is scaled up by ``sharpen`` so
+    that the heatmap has real peaks (the default init gives a nearly flat softmax)."""
+    from keypoints import SuperPoint, SuperPointConfig
+
+    torch.manual_seed(seed)
+    model = (cls or SuperPoint)(SuperPointConfig(**config))
+    with torch.no_grad():
+        model.convPb.weight.mul_(sharpen)
+        model.convPb.bias.mul_(sharpen)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def coco_images():
+    from PIL import Image
+
+    return [Image.open(require(p)).convert("RGB") for p in COCO]
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A Hub-layout folder (config.json, model.safetensors, preprocessor_config.json) holding a
+    random SuperPoint; stands in for the real checkpoint, which cannot be downloaded here."""
+    from keypoints import SuperPointImageProcessor
+
+    directory = tmp_path_factory.mktemp("random_superpoint")
+    random_superpoint().save_pretrained(directory)
+    SuperPointImageProcessor().save_pretrained(directory)
+    return directory
