@@ -29,16 +29,21 @@ def require(path: Path) -> Path:
     return path
 
 
-def random_superpoint(cls=None, seed: int = 0, sharpen: float = 30.0, **config):
-    """A randomly initialised SuperPoint whose detector head is scaled up by ``sharpen`` so
-    that the heatmap has real peaks (the default init gives a nearly flat softmax)."""
+def random_superpoint(cls=None, seed: int = 0, sharpen: float = 10.0, **config):
+    """A randomly initialised SuperPoint that behaves like a detector: He-normal weights and
+    zero biases keep the features image-dependent, and the detector head's weights are scaled
+    by ``sharpen`` so that scores spread over [0, 1] (with PyTorch's default init the heatmap
+    is nearly flat and every cell yields one keypoint, which would test little)."""
     from keypoints import SuperPoint, SuperPointConfig
 
     torch.manual_seed(seed)
     model = (cls or SuperPoint)(SuperPointConfig(**config))
     with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                module.bias.zero_()
         model.convPb.weight.mul_(sharpen)
-        model.convPb.bias.mul_(sharpen)
     return model.eval()
 
 

@@ -38,7 +38,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def save_features(features: Features, path: str | os.PathLike, fmt: str | None = None) -> Path:
     """Write ``features`` to ``path`` as ``npz`` (arrays ``keypoints`` (N, 2) float32, ``scores``
     (N,), ``descriptors`` (N, D), ``image_size`` (2,) = (width, height)) or ``json`` (the same
-    keys as lists). ``fmt`` defaults to the file's suffix."""
+    keys as lists, plus ``model`` and ``descriptor_dim``). ``fmt`` defaults to the file's suffix."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
@@ -52,6 +52,7 @@ def save_features(features: Features, path: str | os.PathLike, fmt: str | None =
         else:
             data = {k: v.tolist() for k, v in arrays.items()}
             data["model"] = features.model
+            data["descriptor_dim"] = int(arrays["descriptors"].shape[1])
             with open(tmp, "w") as f:
                 json.dump(data, f)
 
@@ -68,7 +69,7 @@ def load_features(path: str | os.PathLike) -> Features:
                 "keypoints": np.asarray(data["keypoints"], dtype=np.float32).reshape(-1, 2),
                 "scores": np.asarray(data["scores"], dtype=np.float32),
                 "descriptors": np.asarray(data["descriptors"], dtype=np.float32).reshape(
-                    len(data["scores"]), -1
+                    len(data["scores"]), int(data["descriptor_dim"])
                 ),
                 "image_size": data["image_size"],
             },

@@ -61,7 +61,7 @@ def select_keypoints(
     ``max_keypoints >= 0`` only the best ``max_keypoints`` are kept.
 
     Order, as transformers' SuperPoint: row-major (y, then x) when an image keeps all its
-    candidates, by decreasing score when the top-k cut applies.
+    candidates, by decreasing score when the top-k cut applies (ties in row-major order).
 
     Returns:
         keypoints ``(B, N, 2)`` float (x, y) pixel indices, scores ``(B, N)``, mask ``(B, N)``
@@ -96,7 +96,9 @@ def select_keypoints(
     # Top-k over each image's candidates (same input order as transformers' per-image topk).
     if 0 <= max_keypoints < num:
         candidates = flat_scores.gather(1, order).masked_fill(~mask, float("-inf"))
-        top = candidates.topk(max_keypoints, dim=1).indices
+        # A stable sort breaks ties by position, so the result does not depend on the padding
+        # (the batch an image is in); torch.topk's tie order is unspecified.
+        top = candidates.sort(dim=1, descending=True, stable=True).indices[:, :max_keypoints]
         cut = (counts > max_keypoints)[:, None]
         order = torch.where(cut, order.gather(1, top), order[:, :max_keypoints])
         mask = mask[:, :max_keypoints]
