@@ -16,7 +16,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 EXAMPLE = ROOT / "examples" / "cats.png"
-COCO = [DATA / "images" / "coco" / "000000039769.png", DATA / "images" / "coco" / "000000004016.png"]
+COCO = [
+    DATA / "images" / "coco" / "000000039769.png",
+    DATA / "images" / "coco" / "000000004016.png",
+]
 PARTIAL_SUPERPOINT = (
     DATA / "weights" / "superpoint_partial" / "superpoint_v1_encoder_descriptor.safetensors"
 )

@@ -26,7 +26,11 @@ def test_version_and_help():
     result = run("--version")
     assert result.returncode == 0 and keypoints.__version__ in result.stdout
     result = run("detect", "--help")
-    assert result.returncode == 0 and "--max-keypoints" in result.stdout and "--resize" in result.stdout
+    assert (
+        result.returncode == 0
+        and "--max-keypoints" in result.stdout
+        and "--resize" in result.stdout
+    )
 
 
 def test_detect_end_to_end_with_bad_path(tmp_path, random_checkpoint):
@@ -59,7 +63,9 @@ def test_detect_json_native_resolution(tmp_path, random_checkpoint):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     feats = keypoints.load_features(tmp_path / "cats.json")
-    expected = keypoints.detect(str(EXAMPLE), str(random_checkpoint), resize=None, threshold=0.05)[0]
+    expected = keypoints.detect(str(EXAMPLE), str(random_checkpoint), resize=None, threshold=0.05)[
+        0
+    ]
     assert len(expected) > 0
     torch.testing.assert_close(feats.keypoints, expected.keypoints)
     assert not (tmp_path / "cats.png").exists()

@@ -33,7 +33,9 @@ def spot_image(x0: int, y0: int, size=(48, 64)) -> np.ndarray:
 
 
 def test_keypoints_come_back_in_original_pixels():
-    model = BrightSpotDetector(keypoints.SuperPointConfig(keypoint_threshold=0.5, border_removal_distance=0))
+    model = BrightSpotDetector(
+        keypoints.SuperPointConfig(keypoint_threshold=0.5, border_removal_distance=0)
+    )
     image = spot_image(20, 10)
     native = keypoints.detect(image, model, resize=None)[0]
     assert len(native) == 4  # the four tied spot pixels are all maxima
@@ -51,7 +53,11 @@ def test_detect_real_image_shapes(coco_images):
     for f in feats:
         assert len(f) == 300 and f.keypoints.shape == (300, 2) and f.descriptors.shape == (300, 256)
         w, h = f.image_size
-        assert (f.keypoints >= 0).all() and (f.keypoints[:, 0] <= w - 1).all() and (f.keypoints[:, 1] <= h - 1).all()
+        assert (
+            (f.keypoints >= 0).all()
+            and (f.keypoints[:, 0] <= w - 1).all()
+            and (f.keypoints[:, 1] <= h - 1).all()
+        )
         assert torch.all(f.scores[:-1] >= f.scores[1:])  # top-k comes sorted
         assert f.model == "superpoint"
 
@@ -66,7 +72,9 @@ def test_odd_sizes(size):
         assert len(feats) == 0
     else:
         assert len(feats) > 0
-        assert (feats.keypoints[:, 0] < size[1] - 4).all() and (feats.keypoints[:, 1] < size[0] - 4).all()
+        assert (feats.keypoints[:, 0] < size[1] - 4).all() and (
+            feats.keypoints[:, 1] < size[0] - 4
+        ).all()
     assert feats.descriptors.shape == (len(feats), 256)
 
 
@@ -74,7 +82,9 @@ def test_resize_modes_and_batch_invariance():
     model = random_superpoint()
     image = np.asarray(keypoints.image.to_array(require(COCO[0])))
     alone = keypoints.detect(image, model, resize=320)[0]
-    together = keypoints.detect([np.zeros((100, 50, 3), np.uint8), image, image[:200]], model, resize=320)
+    together = keypoints.detect(
+        [np.zeros((100, 50, 3), np.uint8), image, image[:200]], model, resize=320
+    )
     assert torch.equal(alone.keypoints, together[1].keypoints)
     assert torch.equal(alone.descriptors, together[1].descriptors)
     fixed = keypoints.detect(image, model, resize=(240, 320))[0]

@@ -9,7 +9,12 @@ from conftest import COCO, random_superpoint, require
 from PIL import Image
 
 import keypoints
-from keypoints import ConfigError, ImageError, SuperPointForKeypointDetection, SuperPointImageProcessor
+from keypoints import (
+    ConfigError,
+    ImageError,
+    SuperPointForKeypointDetection,
+    SuperPointImageProcessor,
+)
 from keypoints.models.superpoint import to_transformers_state_dict
 
 transformers = pytest.importorskip("transformers")
@@ -53,7 +58,9 @@ def test_parity_with_transformers(coco_images, do_grayscale, max_keypoints, thre
     our_proc = SuperPointImageProcessor(do_grayscale=do_grayscale)
     their_inputs = their_proc(coco_images, return_tensors="pt")
     our_inputs = our_proc(coco_images, return_tensors="pt")
-    torch.testing.assert_close(our_inputs["pixel_values"], their_inputs["pixel_values"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        our_inputs["pixel_values"], their_inputs["pixel_values"], atol=1e-5, rtol=0
+    )
 
     with torch.no_grad():
         expected = theirs(**their_inputs)
@@ -102,7 +109,9 @@ def test_guide_flow_runs_unchanged(coco_images):
 
 
 def test_batch_feature_to_casts_floats_only():
-    batch = keypoints.BatchFeature(pixel_values=torch.zeros(1, 3, 8, 8), ids=torch.zeros(2, dtype=torch.long))
+    batch = keypoints.BatchFeature(
+        pixel_values=torch.zeros(1, 3, 8, 8), ids=torch.zeros(2, dtype=torch.long)
+    )
     moved = batch.to("cpu", torch.float64)
     assert moved.pixel_values.dtype == torch.float64 and moved["ids"].dtype == torch.long
 
@@ -127,16 +136,20 @@ def test_processor_input_types_agree(make):
 
 def test_processor_grayscale_float_and_path_inputs(tmp_path):
     gray = (np.arange(50 * 70) % 256).astype(np.uint8).reshape(50, 70)
-    out = SuperPointImageProcessor(size={"height": 24, "width": 32})([gray, gray / 255.0], return_tensors="pt")
+    out = SuperPointImageProcessor(size={"height": 24, "width": 32})(
+        [gray, gray / 255.0], return_tensors="pt"
+    )
     values = out.pixel_values
     assert values.shape == (2, 3, 24, 32)
     assert torch.equal(values[:, 0], values[:, 1])
     torch.testing.assert_close(values[0], values[1], atol=1.5 / 255, rtol=0)  # 8-bit rounding
     Image.fromarray(gray).save(tmp_path / "g.png")
-    from_path = SuperPointImageProcessor(size=(24, 32))(str(tmp_path / "g.png"), return_tensors="np")
+    from_path = SuperPointImageProcessor(size=(24, 32))(
+        str(tmp_path / "g.png"), return_tensors="np"
+    )
     np.testing.assert_array_equal(from_path["pixel_values"][0], values[0].numpy())
     # 16-bit input is scaled to [0, 1], not clipped
-    deep = (gray.astype(np.uint16) * 257)
+    deep = gray.astype(np.uint16) * 257
     v16 = SuperPointImageProcessor(do_resize=False)(deep, return_tensors="pt").pixel_values
     torch.testing.assert_close(v16[0, 0], torch.from_numpy(gray / 255.0).float(), atol=1e-6, rtol=0)
 
@@ -180,12 +193,16 @@ def test_save_pretrained_loads_in_transformers(tmp_path, coco_images):
     assert their_proc.do_grayscale is True
     inputs = SuperPointImageProcessor()(coco_images[:1], return_tensors="pt")
     with torch.no_grad():
-        torch.testing.assert_close(ours(**inputs).descriptors, theirs(**inputs).descriptors, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            ours(**inputs).descriptors, theirs(**inputs).descriptors, atol=1e-5, rtol=0
+        )
 
 
 def test_load_what_transformers_saves(tmp_path, coco_images):
     torch.manual_seed(1)
-    theirs = transformers.SuperPointForKeypointDetection(transformers.SuperPointConfig(nms_radius=3)).eval()
+    theirs = transformers.SuperPointForKeypointDetection(
+        transformers.SuperPointConfig(nms_radius=3)
+    ).eval()
     theirs.save_pretrained(tmp_path)
     transformers.SuperPointImageProcessor(do_grayscale=True).save_pretrained(tmp_path)
     ours = keypoints.AutoModelForKeypointDetection.from_pretrained(tmp_path)
@@ -200,7 +217,9 @@ def test_load_what_transformers_saves(tmp_path, coco_images):
 
 
 def test_auto_config_dispatch(random_checkpoint, tmp_path):
-    assert isinstance(keypoints.AutoConfig.from_pretrained(random_checkpoint), keypoints.SuperPointConfig)
+    assert isinstance(
+        keypoints.AutoConfig.from_pretrained(random_checkpoint), keypoints.SuperPointConfig
+    )
     (tmp_path / "config.json").write_text('{"model_type": "superglue"}')
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ConfigError, match="superglue"):

@@ -30,7 +30,7 @@ def test_pil_modes(tmp_path, mode, channels, dtype):
 
 
 def test_16bit_png_is_scaled_not_clipped(tmp_path):
-    deep = (GRADIENT.astype(np.uint16) * 257)
+    deep = GRADIENT.astype(np.uint16) * 257
     Image.fromarray(deep).save(tmp_path / "deep.png")
     array = to_array(tmp_path / "deep.png")
     assert array.dtype == np.float32 and array.shape == (30, 40, 1)

@@ -70,7 +70,9 @@ def test_separable_nms_equals_square_pool(radius):
     scores = torch.rand(2, 37, 53)
     scores[0, 10:14, 10:14] = 0.99  # a plateau: ties must be kept as the reference does
     k = 2 * radius + 1
-    torch.testing.assert_close(ops.max_pool(scores, radius), F.max_pool2d(scores, k, 1, radius), rtol=0, atol=0)
+    torch.testing.assert_close(
+        ops.max_pool(scores, radius), F.max_pool2d(scores, k, 1, radius), rtol=0, atol=0
+    )
     if radius:
         pool = lambda x: F.max_pool2d(x, k, 1, radius)  # noqa: E731  (reference, SuperGlue)
         max_mask = scores == pool(scores)
@@ -117,7 +119,9 @@ def test_sample_descriptors_hits_cells_exactly():
 def test_key_maps_round_trip():
     state = random_superpoint().state_dict()
     hf = to_transformers_state_dict(state)
-    assert "encoder.conv_blocks.3.conv_b.weight" in hf and "keypoint_decoder.conv_score_b.bias" in hf
+    assert (
+        "encoder.conv_blocks.3.conv_b.weight" in hf and "keypoint_decoder.conv_score_b.bias" in hf
+    )
     assert convert_state_dict(hf).keys() == state.keys()
     prefixed = {f"module.{k}": v for k, v in state.items()}
     assert convert_state_dict(prefixed).keys() == state.keys()
@@ -139,7 +143,9 @@ def test_real_weights_descriptor_value():
     assert any("convPa.weight" in str(w.message) for w in caught)
     torch.testing.assert_close(model.conv1a.weight, state["conv1a.weight"])
 
-    pixels = SuperPointImageProcessor(do_resize=False)(str(EXAMPLE), return_tensors="pt").pixel_values
+    pixels = SuperPointImageProcessor(do_resize=False)(
+        str(EXAMPLE), return_tensors="pt"
+    ).pixel_values
     assert pixels.shape == (1, 3, 480, 640)
     with torch.no_grad():
         dense = model.dense_descriptors(model.encode(pixels[:, :1]))

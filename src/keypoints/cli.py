@@ -56,11 +56,18 @@ def cli(debug: bool) -> None:
     default="superpoint",
     show_default=True,
     help="Model name, checkpoint path (.pth/.safetensors/Hub-layout folder) or Hub id. "
-    "'superpoint' downloads magic-leap-community/superpoint from the Hugging Face Hub on first use.",
+    "'superpoint' downloads magic-leap-community/superpoint from the Hugging Face Hub "
+    "on first use.",
 )
-@click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all). [model default: -1]")
-@click.option("--threshold", type=float, help="Detection threshold in [0, 1]. [model default: 0.005]")
-@click.option("--nms-radius", type=int, help="Non-maximum suppression radius in pixels. [model default: 4]")
+@click.option(
+    "--max-keypoints", type=int, help="Keep the N best keypoints (-1: all). [model default: -1]"
+)
+@click.option(
+    "--threshold", type=float, help="Detection threshold in [0, 1]. [model default: 0.005]"
+)
+@click.option(
+    "--nms-radius", type=int, help="Non-maximum suppression radius in pixels. [model default: 4]"
+)
 @click.option(
     "--resize",
     default="1024",
@@ -75,12 +82,17 @@ def cli(debug: bool) -> None:
     type=click.Path(file_okay=False),
     default="keypoints_out",
     show_default=True,
-    help="Folder for <stem>.png (plot) and <stem>.npz/.json (keypoints, scores, descriptors, image_size).",
+    help="Folder for <stem>.png (plot) and <stem>.npz/.json "
+    "(keypoints, scores, descriptors, image_size).",
 )
-@click.option("--format", "fmt", type=click.Choice(["npz", "json"]), default="npz", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["npz", "json"]), default="npz", show_default=True
+)
 @click.option("--no-plot", is_flag=True, help="Do not write the <stem>.png plots.")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu).")
-def detect(images, model, max_keypoints, threshold, nms_radius, resize, outdir, fmt, no_plot, device):
+def detect(
+    images, model, max_keypoints, threshold, nms_radius, resize, outdir, fmt, no_plot, device
+):
     """Detect keypoints in IMAGE... and write one plot and one result file per image."""
     from .detection import detect as detect_features
     from .io import save_features
@@ -109,7 +121,9 @@ def detect(images, model, max_keypoints, threshold, nms_radius, resize, outdir, 
             stem = _unique_stem(Path(image).stem, stems)
             save_features(features, outdir / f"{stem}.{fmt}", fmt)
             if not no_plot:
-                fig = plot_keypoints(image, features, title=f"{Path(image).name}: {len(features)} keypoints")
+                fig = plot_keypoints(
+                    image, features, title=f"{Path(image).name}: {len(features)} keypoints"
+                )
                 _save_figure(fig, outdir / f"{stem}.png")
                 plt.close(fig)
         except KeypointsError as exc:

@@ -174,7 +174,9 @@ class SuperPointImageProcessor:
                 "stacked; keep do_resize=True or process them one at a time"
             )
         stacked = np.stack(arrays)
-        return BatchFeature(pixel_values=torch.from_numpy(stacked) if return_tensors == "pt" else stacked)
+        return BatchFeature(
+            pixel_values=torch.from_numpy(stacked) if return_tensors == "pt" else stacked
+        )
 
     __call__ = preprocess
 
@@ -198,7 +200,9 @@ class SuperPointImageProcessor:
             )
         absolute = (_get(outputs, "keypoints") * torch.flip(sizes, [1])[:, None]).to(torch.int32)
         results = []
-        for m, k, s, d in zip(mask, absolute, _get(outputs, "scores"), _get(outputs, "descriptors")):
+        for m, k, s, d in zip(
+            mask, absolute, _get(outputs, "scores"), _get(outputs, "descriptors")
+        ):
             keep = m.bool()
             results.append({"keypoints": k[keep], "scores": s[keep], "descriptors": d[keep]})
         return results
@@ -332,7 +336,10 @@ class SuperPointForKeypointDetection(SuperPoint):
 _MODEL_TYPES: dict[str, tuple[type, type, type]] = {
     "superpoint": (SuperPointConfig, SuperPointImageProcessor, SuperPointForKeypointDetection),
 }
-_PROCESSOR_TYPES = {"SuperPointImageProcessor": "superpoint", "SuperPointImageProcessorPil": "superpoint"}
+_PROCESSOR_TYPES = {
+    "SuperPointImageProcessor": "superpoint",
+    "SuperPointImageProcessorPil": "superpoint",
+}
 
 
 def _model_type(name: str | None) -> str:

@@ -43,7 +43,7 @@ ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
 def as_image_list(images) -> list:
-    """Normalise ``images`` (one image or a list/tuple of them, or a (B, C, H, W) tensor) to a list."""
+    """One image, a list/tuple of images or a (B, C, H, W) tensor -> a list of images."""
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ImageError("no images were given (an empty list)")
@@ -77,9 +77,7 @@ def _open(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
                 Image.MAX_IMAGE_PIXELS = previous
         _check_pixels(image.size, max_pixels, f"'{path}'")
         if getattr(image, "n_frames", 1) > 1:
-            warnings.warn(
-                f"'{path}' has {image.n_frames} frames; using the first", stacklevel=3
-            )
+            warnings.warn(f"'{path}' has {image.n_frames} frames; using the first", stacklevel=3)
         image.load()
     except UnidentifiedImageError:
         raise ImageError(f"'{path}' is not an image file Pillow can read") from None
@@ -239,9 +237,7 @@ def resize_array(
     return np.stack(channels, axis=-1)
 
 
-def resized_shape(
-    height: int, width: int, resize: int | Sequence[int] | None
-) -> tuple[int, int]:
+def resized_shape(height: int, width: int, resize: int | Sequence[int] | None) -> tuple[int, int]:
     """The (height, width) an image of ``height x width`` is resized to.
 
     ``resize``: None keeps the native size; an int is the longest side (never upsampling, as

@@ -162,9 +162,10 @@ def to_transformers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
 class SuperPoint(nn.Module):
     """SuperPoint network and keypoint extraction.
 
-    ``extract(image, image_sizes=None, **options)`` (also ``forward``) takes ``image (B, 1, H, W)`` float in [0, 1]
-    (grayscale), ``H`` and ``W`` multiples of the cell size (8), and optionally
-    ``image_sizes (B, 2)`` int (height, width) of the valid (unpadded) region of each image.
+    ``extract(image, image_sizes=None, **options)`` (also ``forward``) takes
+    ``image (B, 1, H, W)`` float in [0, 1] (grayscale), ``H`` and ``W`` multiples of the cell
+    size (8), and optionally ``image_sizes (B, 2)`` int (height, width) of the valid
+    (unpadded) region of each image.
     It returns a dict of batched, padded outputs: ``keypoints (B, N, 2)`` float32 (x, y) pixel
     coordinates in ``image``, ``scores (B, N)``, ``descriptors (B, N, D)``, ``mask (B, N)`` bool.
     ``options`` override the config for this call (``max_keypoints``, ``threshold``,
@@ -273,7 +274,9 @@ class SuperPoint(nn.Module):
             if k in state and state[k].shape != own[k].shape
         ]
         if wrong:
-            raise WeightsError(f"weights do not fit SuperPoint: wrong shapes for {', '.join(wrong)}")
+            raise WeightsError(
+                f"weights do not fit SuperPoint: wrong shapes for {', '.join(wrong)}"
+            )
         problems = []
         if missing:
             problems.append(f"missing keys {', '.join(missing)}")

@@ -66,11 +66,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _cache_location() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
 def _offline_message(repo_id: str, what: str, hint: str) -> str:
     return (
         f"could not get {what} of '{repo_id}' from the Hugging Face Hub: no network access "
         "(or HF_HUB_OFFLINE=1) and it is not in the local cache "
-        f"({os.environ.get('HF_HUB_CACHE') or os.environ.get('HF_HOME') or '~/.cache/huggingface'}). "
+        f"({_cache_location()}). "
         f"Download it where the Hub is reachable (`hf download {repo_id}`), or {hint}"
     )
 
@@ -85,15 +91,13 @@ def _hub_file(
     hint: str,
 ) -> Path | None:
     """Download (or take from the cache) the first of ``filenames`` that the repo has."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import hf_hub_download
 
     offline = False
     for filename in filenames:
         try:
-            return Path(
-                hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
-            )
+            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir))
         except hf_errors.LocalEntryNotFoundError:
             offline = True  # not cached and the Hub is unreachable or offline mode is on
         except hf_errors.OfflineModeIsEnabled:
