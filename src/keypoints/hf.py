@@ -288,7 +288,8 @@ class SuperPointForKeypointDetection(SuperPoint):
     """SuperPoint with transformers' ``forward(pixel_values)`` signature and outputs.
 
     ``pixel_values (B, C, H, W)``: the first channel is used (the processor makes all channels
-    equal). Returns :class:`SuperPointKeypointDescriptionOutput`. Options come from
+    equal). Returns :class:`SuperPointKeypointDescriptionOutput`, computed without autograd
+    (the outputs plot and convert to numpy directly). Options come from
     ``model.config`` (``from_pretrained(..., max_keypoints=300)`` sets them).
     """
 
@@ -315,11 +316,12 @@ class SuperPointForKeypointDetection(SuperPoint):
         # left borders are removed. Reproduce that here; the native `detect` removes all four.
         cell = self.config.cell_size
         reach = torch.tensor([[height // cell * cell * cell, width // cell * cell * cell]])
-        out = self.extract(
-            pixel_values[:, :1],
-            reach.expand(len(pixel_values), 2).to(pixel_values.device),
-            hidden_states=hidden,
-        )
+        with torch.no_grad():  # inference only (transformers has no SuperPoint training either)
+            out = self.extract(
+                pixel_values[:, :1],
+                reach.expand(len(pixel_values), 2).to(pixel_values.device),
+                hidden_states=hidden,
+            )
         # Relative coordinates, computed exactly as transformers does (float32 / int64).
         keypoints = out["keypoints"] / torch.tensor([width, height], device=pixel_values.device)
         result = SuperPointKeypointDescriptionOutput(
