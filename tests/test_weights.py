@@ -146,3 +146,19 @@ def test_truncated_and_missing_files(tmp_path, random_checkpoint):
         resolve_checkpoint(tmp_path)
     with pytest.raises(keypoints.ConfigError, match="did you mean 'superpoint'"):
         keypoints.load_model("superpont")
+
+
+def test_cached_hub_weights_load_without_contacting_the_hub(tmp_path, random_checkpoint):
+    """Online mode, but the endpoint is a closed local port: cached files are used first, so
+    loading neither waits for nor needs the network."""
+    fill_hub_cache(tmp_path / "hub", random_checkpoint)
+    script = f"import keypoints; keypoints.SuperPoint.from_pretrained({REPO!r}); print('ok')"
+    env = {
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

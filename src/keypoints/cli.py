@@ -94,10 +94,13 @@ def detect(
     images, model, max_keypoints, threshold, nms_radius, resize, outdir, fmt, no_plot, device
 ):
     """Detect keypoints in IMAGE... and write one plot and one result file per image."""
+    from huggingface_hub.utils import logging as hf_logging
+
     from .detection import detect as detect_features
     from .io import save_features
     from .models.registry import load_model
 
+    hf_logging.set_verbosity_error()  # our one-line message replaces the Hub's retry chatter
     options = {"max_keypoints": max_keypoints, "threshold": threshold, "nms_radius": nms_radius}
     options = {k: v for k, v in options.items() if v is not None}
     net = load_model(model, device)  # weights problems stop here, before any image

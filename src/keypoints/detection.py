@@ -66,8 +66,9 @@ def detect(
             (default 1024; never upsamples, as LightGlue), ``(height, width)`` an exact size,
             None the native resolution (padded to a multiple of 8).
         device: where to run (default: the model's device).
-        batch_size: images per forward pass (images are grouped by processed size, so every
-            image gets the same result as when run alone).
+        batch_size: images decoded at a time (bounds memory); those of equal processed size
+            share a forward pass. Images are never padded to another's size, so each gets the
+            same keypoints as when run alone.
         max_pixels: refuse larger images (Pillow's decompression-bomb limit by default).
         **options: model options: ``max_keypoints`` (-1: all), ``threshold``, ``nms_radius``,
             ``border``; None means the model's default; unknown names raise
@@ -82,35 +83,33 @@ def detect(
     if options:
         net.config.replace(**options)  # validate once, before any work
     cell = getattr(net.config, "cell_size", 8)
-    arrays = [to_array(image, max_pixels=max_pixels) for image in as_image_list(images)]
-    prepared = [prepare_image(a, resize, cell) for a in arrays]
-
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, (gray, _) in enumerate(prepared):
-        groups[gray.shape].append(i)
-
-    results: list[Features | None] = [None] * len(arrays)
     name = getattr(net, "name", type(net).__name__.lower())
-    with torch.inference_mode():
+    items = as_image_list(images)
+    results: list[Features] = []
+    # Work through the input in chunks so memory stays bounded; inside a chunk, images of the
+    # same processed size share a forward pass.
+    for start in range(0, len(items), batch_size):
+        arrays = [to_array(x, max_pixels=max_pixels) for x in items[start : start + batch_size]]
+        prepared = [prepare_image(a, resize, cell) for a in arrays]
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, (gray, _) in enumerate(prepared):
+            groups[gray.shape].append(i)
+        chunk: list[Features | None] = [None] * len(arrays)
         for indices in groups.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                batch = torch.from_numpy(np.stack([prepared[i][0] for i in chunk]))[:, None]
-                sizes = torch.tensor([prepared[i][1] for i in chunk])
-                out = net.extract(
-                    batch.to(device=net.device, dtype=net.dtype), sizes.to(net.device), **options
+            batch = torch.from_numpy(np.stack([prepared[i][0] for i in indices]))[:, None]
+            sizes = torch.tensor([prepared[i][1] for i in indices], device=net.device)
+            with torch.inference_mode():
+                out = net.extract(batch.to(device=net.device, dtype=net.dtype), sizes, **options)
+            counts = out["mask"].sum(1).tolist()
+            for j, i in enumerate(indices):
+                n, (height, width) = counts[j], arrays[i].shape[:2]
+                kpts = out["keypoints"][j, :n].float().cpu()
+                chunk[i] = Features(
+                    keypoints=scale_keypoints_back(kpts, prepared[i][1], (height, width)),
+                    scores=out["scores"][j, :n].float().cpu(),
+                    descriptors=out["descriptors"][j, :n].float().cpu(),
+                    image_size=(width, height),
+                    model=name,
                 )
-                counts = out["mask"].sum(1).tolist()
-                for j, i in enumerate(chunk):
-                    n = counts[j]
-                    height, width = arrays[i].shape[:2]
-                    kpts = out["keypoints"][j, :n].float().cpu()
-                    kpts = scale_keypoints_back(kpts, prepared[i][1], (height, width))
-                    results[i] = Features(
-                        keypoints=kpts.to(torch.float32),
-                        scores=out["scores"][j, :n].float().cpu(),
-                        descriptors=out["descriptors"][j, :n].float().cpu(),
-                        image_size=(width, height),
-                        model=name,
-                    )
-    return results  # type: ignore[return-value]
+        results.extend(chunk)  # type: ignore[arg-type]
+    return results

@@ -90,14 +90,26 @@ def _hub_file(
     cache_dir: str | os.PathLike | None,
     hint: str,
 ) -> Path | None:
-    """Download (or take from the cache) the first of ``filenames`` that the repo has."""
+    """Take from the cache, or else download, the first of ``filenames`` that the repo has.
+
+    The cache is tried first without contacting the Hub, so cached weights load at once even
+    where the network hangs rather than refuses (weights repos rarely change; pass a
+    ``revision`` to pin one).
+    """
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
+
+    def fetch(filename: str) -> Path:
+        kwargs = dict(revision=revision, cache_dir=cache_dir)
+        try:
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True, **kwargs))
+        except hf_errors.LocalEntryNotFoundError:
+            return Path(hf_hub_download(repo_id, filename, **kwargs))
 
     offline = False
     for filename in filenames:
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir))
+            return fetch(filename)
         except hf_errors.LocalEntryNotFoundError:
             offline = True  # not cached and the Hub is unreachable or offline mode is on
         except hf_errors.OfflineModeIsEnabled:
