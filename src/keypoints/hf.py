@@ -344,14 +344,30 @@ _PROCESSOR_TYPES = {
 }
 
 
-def _model_type(name: str | None) -> str:
-    name = name or "superpoint"
+def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor: bool = False):
+    """(config class, processor class, model class) for the checkpoint at ``source``, from its
+    ``image_processor_type`` (processor=True) or its config's ``model_type``; SuperPoint for a
+    bare weights file, which carries neither."""
+    hub = {k: kwargs[k] for k in ("revision", "cache_dir") if k in kwargs}
+    ckpt = resolve_checkpoint(
+        source, weights=False, config=not processor, processor=processor, **hub
+    )
+    if processor:
+        kind = (ckpt.processor or {}).get("image_processor_type") or "SuperPointImageProcessor"
+        if kind not in _PROCESSOR_TYPES:
+            raise ConfigError(
+                f"image_processor_type '{kind}' is not supported; supported: "
+                f"{', '.join(_PROCESSOR_TYPES)}"
+            )
+        name = _PROCESSOR_TYPES[kind]
+    else:
+        name = (ckpt.config or {}).get("model_type") or "superpoint"
     if name not in _MODEL_TYPES:
         raise ConfigError(
             f"model_type '{name}' is not supported{closest(name, _MODEL_TYPES)}; "
             f"supported: {', '.join(_MODEL_TYPES)}"
         )
-    return name
+    return _MODEL_TYPES[name]
 
 
 class AutoConfig:
@@ -360,22 +376,16 @@ class AutoConfig:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir") if k in kwargs}
-        config = resolve_checkpoint(source, weights=False, **hub).config or {}
-        cls = _MODEL_TYPES[_model_type(config.get("model_type"))][0]
-        return cls.from_pretrained(source, **kwargs)
+        return _classes_for(source, kwargs)[0].from_pretrained(source, **kwargs)
 
 
 class AutoImageProcessor:
     """``AutoImageProcessor.from_pretrained(source)``: the processor for the checkpoint's
-    ``image_processor_type`` (or ``model_type``)."""
+    ``image_processor_type``."""
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir") if k in kwargs}
-        ckpt = resolve_checkpoint(source, weights=False, config=False, processor=True, **hub)
-        kind = _PROCESSOR_TYPES.get((ckpt.processor or {}).get("image_processor_type", ""))
-        return _MODEL_TYPES[_model_type(kind)][1].from_pretrained(source, **kwargs)
+        return _classes_for(source, kwargs, processor=True)[1].from_pretrained(source, **kwargs)
 
 
 class AutoModelForKeypointDetection:
@@ -385,7 +395,4 @@ class AutoModelForKeypointDetection:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir") if k in kwargs}
-        config = resolve_checkpoint(source, weights=False, **hub).config or {}
-        cls = _MODEL_TYPES[_model_type(config.get("model_type"))][2]
-        return cls.from_pretrained(source, **kwargs)
+        return _classes_for(source, kwargs)[2].from_pretrained(source, **kwargs)

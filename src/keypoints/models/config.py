@@ -11,28 +11,6 @@ from ..errors import ConfigError, closest
 
 __all__ = ["config_class", "check_range"]
 
-# Keys that transformers writes into config.json and that carry no model option.
-HF_METADATA_KEYS = {
-    "architectures",
-    "model_type",
-    "transformers_version",
-    "torch_dtype",
-    "dtype",
-    "_name_or_path",
-    "_commit_hash",
-    "return_dict",
-    "output_hidden_states",
-    "output_attentions",
-    "id2label",
-    "label2id",
-    "problem_type",
-    "tie_word_embeddings",
-    "chunk_size_feed_forward",
-    "is_encoder_decoder",
-    "torchscript",
-    "pruned_heads",
-}
-
 
 def check_range(name: str, value, ok: bool, allowed: str) -> None:
     """Raise ConfigError ``name=value is out of range; allowed: ...`` unless ``ok``."""

@@ -313,7 +313,6 @@ class SuperPoint(nn.Module):
         config = SuperPointConfig.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
         model.load_weights(load_state_dict(ckpt.weights), strict=strict)
-        model.source = os.fspath(source)
         return model.eval()
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
