@@ -21,6 +21,8 @@ class Features:
         descriptors: ``(N, D)`` descriptors (float32, L2-normalised for SuperPoint).
         image_size: ``(width, height)`` of the original image.
         model: name of the model that produced them, or None.
+        binary: True for binary descriptors (ORB: uint8 (N, 32)), compared with the Hamming
+            distance; False for float descriptors, compared with L2 / cosine.
     """
 
     keypoints: torch.Tensor
@@ -28,6 +30,7 @@ class Features:
     descriptors: torch.Tensor
     image_size: tuple[int, int]
     model: str | None = None
+    binary: bool = False
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -82,4 +85,5 @@ class Features:
             descriptors=torch.from_numpy(np.asarray(data["descriptors"])),
             image_size=(w, h),
             model=model,
+            binary=np.asarray(data["descriptors"]).dtype == np.uint8,
         )

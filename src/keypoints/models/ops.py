@@ -9,7 +9,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["max_pool", "simple_nms", "select_keypoints", "sample_descriptors"]
+__all__ = [
+    "max_pool",
+    "simple_nms",
+    "select_keypoints",
+    "sample_descriptors",
+    "sample_map",
+    "soft_argmax_refine",
+    "deform_conv2d",
+]
 
 
 def max_pool(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -48,14 +56,15 @@ def simple_nms(scores: torch.Tensor, nms_radius: int) -> torch.Tensor:
 
 def select_keypoints(
     scores: torch.Tensor,
-    threshold: float,
+    threshold: float | torch.Tensor,
     border: int,
     max_keypoints: int,
     image_sizes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pick keypoints from a ``(B, H, W)`` score map (after NMS), batched.
 
-    A pixel is a keypoint when its score is ``> threshold`` and it lies at least ``border``
+    A pixel is a keypoint when its score is ``> threshold`` (a float, or one per image as a
+    ``(B,)`` tensor) and it lies at least ``border``
     pixels inside its image (``image_sizes (B, 2)`` as (height, width) of the valid region of
     each map, for batches padded to a common size; default: the whole map). With
     ``max_keypoints >= 0`` only the best ``max_keypoints`` are kept.
@@ -69,6 +78,8 @@ def select_keypoints(
     """
     batch, height, width = scores.shape
     device = scores.device
+    if isinstance(threshold, torch.Tensor):
+        threshold = threshold.reshape(-1, 1, 1)
     valid = scores > threshold
     if border > 0 or image_sizes is not None:
         if image_sizes is None:
@@ -131,3 +142,81 @@ def sample_descriptors(
     )
     sampled = F.normalize(sampled.reshape(batch, channels, -1), p=2, dim=1)
     return sampled.transpose(1, 2)
+
+
+def sample_map(dense: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample a ``(B, C, H, W)`` map at ``(B, N, 2)`` (x, y) pixel positions of the
+    same grid (pixel centres at integers); returns ``(B, N, C)``, zeros outside."""
+    batch, channels, height, width = dense.shape
+    scale = keypoints.new_tensor([max(width - 1, 1), max(height - 1, 1)])
+    grid = (keypoints / scale * 2 - 1)[:, :, None]
+    out = F.grid_sample(dense, grid, mode="bilinear", align_corners=True)
+    return out[..., 0].transpose(1, 2)
+
+
+def soft_argmax_refine(
+    scores: torch.Tensor, keypoints: torch.Tensor, radius: int, temperature: float = 0.1
+) -> torch.Tensor:
+    """Sub-pixel keypoints by a soft-argmax of the ``(B, H, W)`` score map over the
+    ``(2r+1)^2`` window around each ``(B, N, 2)`` integer keypoint (ALIKE/ALIKED's DKD, Zhao et
+    al. 2022/2023): ``x + sum(softmax(s / T) * offset)``. The map is zero outside the image."""
+    batch, height, width = scores.shape
+    k = 2 * radius + 1
+    padded = F.pad(scores, (radius, radius, radius, radius)).reshape(batch, -1)
+    offsets = torch.arange(-radius, radius + 1, device=scores.device)
+    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")  # row-major window, like unfold
+    dx, dy = dx.reshape(-1), dy.reshape(-1)
+    x = keypoints[..., 0].long()[..., None] + radius + dx  # (B, N, k*k) in the padded map
+    y = keypoints[..., 1].long()[..., None] + radius + dy
+    index = (y * (width + 2 * radius) + x).reshape(batch, -1)
+    window = padded.gather(1, index).reshape(batch, -1, k * k)
+    weights = torch.exp((window - window.max(dim=-1, keepdim=True).values) / temperature)
+    weights = weights / weights.sum(-1, keepdim=True)
+    grid = torch.stack([dx, dy], dim=-1).to(scores.dtype)  # (k*k, 2) as (x, y)
+    return keypoints + weights @ grid
+
+
+def deform_conv2d(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    padding: int = 1,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Deformable convolution (Dai et al. 2017; v2 modulation with ``mask``, Zhu et al. 2019)
+    in plain torch, with the semantics of ``torchvision.ops.deform_conv2d`` (stride 1,
+    dilation 1, one offset group).
+
+    Args:
+        x: ``(B, C, H, W)``. weight: ``(O, C, kh, kw)``. bias: ``(O,)`` or None.
+        offset: ``(B, 2*kh*kw, Ho, Wo)``, per kernel tap ``(dy, dx)`` interleaved, taps in
+            row-major order, as torchvision lays them out.
+        mask: ``(B, kh*kw, Ho, Wo)`` modulation or None.
+
+    Returns ``(B, O, Ho, Wo)``. Samples are bilinear with zeros outside the image.
+    """
+    batch, channels, height, width = x.shape
+    out_ch, _, kh, kw = weight.shape
+    taps = kh * kw
+    out_h, out_w = height + 2 * padding - kh + 1, width + 2 * padding - kw + 1
+    dtype, device = x.dtype, x.device
+    ky, kx = torch.meshgrid(
+        torch.arange(kh, device=device), torch.arange(kw, device=device), indexing="ij"
+    )
+    oy = torch.arange(out_h, device=device, dtype=dtype).view(1, 1, -1, 1)
+    ox = torch.arange(out_w, device=device, dtype=dtype).view(1, 1, 1, -1)
+    offset = offset.view(batch, taps, 2, out_h, out_w)
+    py = oy - padding + ky.reshape(1, -1, 1, 1).to(dtype) + offset[:, :, 0]  # (B, taps, Ho, Wo)
+    px = ox - padding + kx.reshape(1, -1, 1, 1).to(dtype) + offset[:, :, 1]
+    # pixel i has its centre at (2i + 1) / size - 1 with align_corners=False (works for size 1)
+    grid = torch.stack([(2 * px + 1) / width - 1, (2 * py + 1) / height - 1], dim=-1)
+    sampled = F.grid_sample(
+        x, grid.view(batch, taps * out_h, out_w, 2), mode="bilinear", align_corners=False
+    ).view(batch, channels, taps, out_h, out_w)
+    if mask is not None:
+        sampled = sampled * mask[:, None]
+    out = torch.einsum("bckhw,ock->bohw", sampled, weight.reshape(out_ch, channels, taps))
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out

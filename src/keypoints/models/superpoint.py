@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 from . import ops
+from .base import KeypointModel, load_checked
 from .config import check_range, config_class
 from .weights import load_state_dict, resolve_checkpoint
 
@@ -159,7 +159,7 @@ def to_transformers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
 
 
 # The network --------------------------------------------------------------------------------
-class SuperPoint(nn.Module):
+class SuperPoint(KeypointModel):
     """SuperPoint network and keypoint extraction.
 
     ``extract(image, image_sizes=None, **options)`` (also ``forward``) takes
@@ -174,6 +174,8 @@ class SuperPoint(nn.Module):
 
     config_class = SuperPointConfig
     name = "superpoint"
+    input_channels = 1
+    pad_multiple = 8
 
     def __init__(self, config: SuperPointConfig | None = None, **overrides) -> None:
         super().__init__()
@@ -189,14 +191,6 @@ class SuperPoint(nn.Module):
         self.convDa = nn.Conv2d(c, hidden, 3, padding=1)
         self.convDb = nn.Conv2d(hidden, self.config.descriptor_decoder_dim, 1)
         self.num_blocks = len(sizes) - 1
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
     # dense maps ---------------------------------------------------------------------------
     def encode(self, image: torch.Tensor, hidden_states: list | None = None) -> torch.Tensor:
@@ -225,10 +219,6 @@ class SuperPoint(nn.Module):
         return F.normalize(self.convDb(F.relu(self.convDa(features))), p=2, dim=1)
 
     # keypoints ----------------------------------------------------------------------------
-    def forward(self, image: torch.Tensor, image_sizes: torch.Tensor | None = None, **options):
-        """Same as :meth:`extract`."""
-        return self.extract(image, image_sizes, **options)
-
     def extract(
         self,
         image: torch.Tensor,
@@ -264,32 +254,7 @@ class SuperPoint(nn.Module):
         :class:`WeightsError` naming them, unless ``strict=False`` (they then keep their random
         initialisation, with a warning). Unexpected keys raise likewise; wrong shapes always do.
         """
-        state = convert_state_dict(state)
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = [
-            f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
-            for k in own
-            if k in state and state[k].shape != own[k].shape
-        ]
-        if wrong:
-            raise WeightsError(
-                f"weights do not fit SuperPoint: wrong shapes for {', '.join(wrong)}"
-            )
-        problems = []
-        if missing:
-            problems.append(f"missing keys {', '.join(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys {', '.join(unexpected)}")
-        if problems and strict:
-            raise WeightsError(
-                f"weights do not fit SuperPoint: {'; '.join(problems)}. Pass strict=False to "
-                "load them anyway (missing layers keep their random initialisation)"
-            )
-        if problems:
-            warnings.warn(f"SuperPoint loaded with {'; '.join(problems)}", stacklevel=3)
-        self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+        load_checked(self, convert_state_dict(state), strict)
 
     @classmethod
     def from_pretrained(

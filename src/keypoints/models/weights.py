@@ -227,3 +227,50 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ):
         raise WeightsError(f"'{path}' does not hold a state dict of named tensors")
     return state
+
+
+def cache_dir() -> Path:
+    """Where downloaded non-Hub weights live: ``$KEYPOINTS_CACHE``, else
+    ``$XDG_CACHE_HOME/keypoints`` or ``~/.cache/keypoints``."""
+    if os.environ.get("KEYPOINTS_CACHE"):
+        return Path(os.environ["KEYPOINTS_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "keypoints"
+
+
+def offline_mode() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (or ``KEYPOINTS_OFFLINE``) asks for no network."""
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("KEYPOINTS_OFFLINE"))
+    return any(f and f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
+
+
+def download_url(url: str, filename: str, hint: str = "pass a local path instead") -> Path:
+    """Return the cached copy of ``url`` (``cache_dir() / filename``), downloading it first
+    when absent (written to a temporary name, then renamed: never half a file). Offline
+    mode or an unreachable server with no cached copy raises :class:`WeightsNotFoundError`."""
+    import urllib.request
+
+    target = cache_dir() / filename
+    if target.is_file():
+        return target
+    if offline_mode():
+        raise WeightsNotFoundError(
+            f"'{filename}' is not in the cache ({target}) and offline mode is on "
+            f"(HF_HUB_OFFLINE); download {url} to that path where the network is reachable, "
+            f"or {hint}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise WeightsNotFoundError(
+            f"could not download {url} ({exc}) and it is not cached at {target}; {hint}"
+        ) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target

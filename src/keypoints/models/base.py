@@ -1,0 +1,75 @@
+"""What every keypoint network shares: device/dtype, preprocessing needs, safe weight loading."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+
+__all__ = ["KeypointModel", "load_checked"]
+
+
+class KeypointModel(nn.Module):
+    """Base of the learned detectors.
+
+    Subclasses set ``config`` (a declared config), ``name``, and what their input looks like:
+    ``input_channels`` (1: grayscale, 3: RGB) and ``pad_multiple`` (the pipeline zero-pads the
+    right and bottom to a multiple of it and passes the valid sizes; 1 when the network pads
+    itself). ``extract(image, image_sizes=None, **options)`` returns batched, padded
+    ``keypoints (B, N, 2)`` (x, y) pixels of ``image``, ``scores (B, N)``,
+    ``descriptors (B, N, D)`` and ``mask (B, N)``.
+    """
+
+    name = "model"
+    input_channels = 1
+    pad_multiple = 8
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def forward(self, image: torch.Tensor, image_sizes: torch.Tensor | None = None, **options):
+        """Same as :meth:`extract`."""
+        return self.extract(image, image_sizes, **options)
+
+    def extract(self, image, image_sizes=None, **options):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def load_checked(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+    """Load ``state`` into ``model`` after checking it fits, naming every problem.
+
+    Wrong shapes always raise :class:`WeightsError`; missing or unexpected keys raise unless
+    ``strict=False`` (missing layers then keep their initialisation, with a warning).
+    """
+    own = model.state_dict()
+    kind = type(model).__name__
+    wrong = [
+        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if wrong:
+        raise WeightsError(f"weights do not fit {kind}: wrong shapes for {', '.join(wrong)}")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    problems = []
+    if missing:
+        problems.append(f"missing keys {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {', '.join(unexpected)}")
+    if problems and strict:
+        raise WeightsError(
+            f"weights do not fit {kind}: {'; '.join(problems)}. Pass strict=False to load "
+            "them anyway (missing layers keep their random initialisation)"
+        )
+    if problems:
+        warnings.warn(f"{kind} loaded with {'; '.join(problems)}", stacklevel=3)
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)

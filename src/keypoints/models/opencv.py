@@ -1,0 +1,129 @@
+"""OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al. 2011) behind the same interface as the
+learned models: ``detect_image(gray uint8 (H, W))`` -> keypoints (N, 2) float32 (x, y),
+scores (N,), descriptors (N, D). OpenCV's pixel convention (centres at integers) is ours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .config import check_range, config_class
+
+__all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB"]
+
+
+def _check_max(k) -> None:
+    ok = isinstance(k, int) and not isinstance(k, bool) and (k == -1 or k >= 1)
+    check_range("max_keypoints", k, ok, "-1 (all) or >= 1")
+
+
+@config_class
+class SIFTConfig:
+    """``max_keypoints`` (-1: all; else the best by response), ``threshold`` (OpenCV's
+    contrastThreshold, 0.04), ``rootsift`` (RootSIFT, Arandjelovic & Zisserman 2012)."""
+
+    max_keypoints: int = -1
+    threshold: float = 0.04
+    rootsift: bool = False
+
+    def validate(self) -> None:
+        _check_max(self.max_keypoints)
+        t = self.threshold
+        check_range("threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
+
+
+@config_class
+class ORBConfig:
+    """``max_keypoints`` (OpenCV's nfeatures, default 2048), ``threshold`` (the FAST threshold
+    as a fraction of 255, default 20/255 as OpenCV)."""
+
+    max_keypoints: int = 2048
+    threshold: float = 20 / 255
+
+    def validate(self) -> None:
+        k = self.max_keypoints
+        ok = isinstance(k, int) and not isinstance(k, bool) and k >= 1
+        check_range("max_keypoints", k, ok, ">= 1")
+        t = self.threshold
+        check_range("threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
+
+
+class _OpenCVDetector:
+    """Shared plumbing; subclasses build the OpenCV object and post-process descriptors."""
+
+    name = "opencv"
+    binary = False
+    input_channels = 1
+    config_class: type
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self, config=None, **overrides) -> None:
+        config = config or self.config_class()
+        self.config = config.replace(**overrides) if overrides else config
+
+    def eval(self):
+        return self
+
+    def to(self, device):
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"{self.name} runs on the CPU only")
+        return self
+
+    @classmethod
+    def from_pretrained(cls, source=None, **overrides):
+        return cls(cls.config_class(**overrides))
+
+    def detect_image(self, gray: np.ndarray, **options):
+        """``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D)
+        (numpy), the N best by OpenCV's response, in decreasing order."""
+        conf = self.config.replace(**options) if options else self.config
+        points, desc = self._detector(conf).detectAndCompute(gray, None)
+        dim, dtype = self.descriptor_dim, np.uint8 if self.binary else np.float32
+        if not points or desc is None:
+            return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros((0, dim), dtype)
+        kpts = np.array([p.pt for p in points], np.float32)
+        scores = np.array([p.response for p in points], np.float32)
+        order = np.argsort(-scores, kind="stable")
+        if conf.max_keypoints > 0:
+            order = order[: conf.max_keypoints]
+        return kpts[order], scores[order], self._descriptors(desc[order], conf)
+
+
+class SIFT(_OpenCVDetector):
+    """OpenCV SIFT; float32 128-d descriptors, L2-normalised (RootSIFT when asked)."""
+
+    name = "sift"
+    config_class = SIFTConfig
+    descriptor_dim = 128
+
+    def _detector(self, conf):
+        import cv2
+
+        n = conf.max_keypoints if conf.max_keypoints > 0 else 0
+        return cv2.SIFT_create(nfeatures=n, contrastThreshold=conf.threshold)
+
+    def _descriptors(self, desc: np.ndarray, conf) -> np.ndarray:
+        desc = desc.astype(np.float32)
+        if conf.rootsift:  # L1-normalise, square root: Hellinger kernel as a dot product
+            desc = np.sqrt(desc / np.maximum(desc.sum(1, keepdims=True), 1e-12))
+        return desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+
+
+class ORB(_OpenCVDetector):
+    """OpenCV ORB; binary descriptors, uint8 (N, 32), compared with the Hamming distance."""
+
+    name = "orb"
+    config_class = ORBConfig
+    descriptor_dim = 32
+    binary = True
+
+    def _detector(self, conf):
+        import cv2
+
+        fast = max(1, int(round(conf.threshold * 255)))
+        return cv2.ORB_create(nfeatures=conf.max_keypoints, fastThreshold=fast)
+
+    def _descriptors(self, desc: np.ndarray, conf) -> np.ndarray:
+        return desc.astype(np.uint8)

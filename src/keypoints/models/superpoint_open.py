@@ -1,0 +1,143 @@
+"""SuperPoint retrained by Rémi Pautrat and Paul-Edouard Sarlin (rpautrat/SuperPoint, MIT):
+a commercially usable SuperPoint. Same detector and descriptor design as Magic Leap's
+(DeTone et al. 2018), with BatchNorm after every convolution's ReLU (VGG blocks), descriptors
+sampled at cell centres, and the weights ``weights/superpoint_v6_from_tf.pth`` downloaded from
+that repository on first use and cached (``keypoints.models.weights.cache_dir``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from . import ops
+from .base import KeypointModel, load_checked
+from .config import check_range, config_class
+from .weights import download_url, load_state_dict, resolve_checkpoint
+
+__all__ = ["SuperPointOpenConfig", "SuperPointOpen", "WEIGHTS_URL"]
+
+WEIGHTS_URL = "https://github.com/rpautrat/SuperPoint/raw/master/weights/superpoint_v6_from_tf.pth"
+WEIGHTS_FILE = "superpoint_v6_from_tf.pth"
+
+
+@config_class
+class SuperPointOpenConfig:
+    """Options: ``max_keypoints`` (-1: all), ``threshold`` (0.005), ``nms_radius`` (4),
+    ``border`` (4 pixels removed on every side)."""
+
+    max_keypoints: int = -1
+    threshold: float = 0.005
+    nms_radius: int = 4
+    border: int = 4
+    descriptor_dim: int = 256
+    channels: tuple[int, ...] = (64, 64, 128, 128, 256)
+
+    aliases = {"detection_threshold": "threshold", "max_num_keypoints": "max_keypoints"}
+
+    def validate(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        k = self.max_keypoints
+        ok = isinstance(k, int) and not isinstance(k, bool) and (k == -1 or k >= 1)
+        check_range("max_keypoints", k, ok, "-1 (all) or >= 1")
+        t = self.threshold
+        check_range("threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
+        r = self.nms_radius
+        check_range("nms_radius", r, isinstance(r, int) and 0 <= r <= 64, "an integer in [0, 64]")
+        b = self.border
+        check_range("border", b, isinstance(b, int) and 0 <= b <= 1024, "an integer in [0, 1024]")
+
+    @property
+    def cell_size(self) -> int:
+        return 2 ** (len(self.channels) - 2)
+
+
+class VGGBlock(nn.Sequential):
+    """conv -> ReLU (optional) -> BatchNorm(eps=1e-3), with the reference's key names."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, relu: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel_size, padding=(kernel_size - 1) // 2)
+        self.activation = nn.ReLU() if relu else nn.Identity()
+        self.bn = nn.BatchNorm2d(c_out, eps=0.001)
+
+
+class SuperPointOpen(KeypointModel):
+    """The MIT SuperPoint; ``extract`` as :class:`keypoints.SuperPoint` (grayscale
+    ``(B, 1, H, W)`` input, padded to a multiple of 8 by the pipeline)."""
+
+    config_class = SuperPointOpenConfig
+    name = "superpoint-open"
+    input_channels = 1
+    pad_multiple = 8
+
+    def __init__(self, config: SuperPointOpenConfig | None = None, **overrides) -> None:
+        super().__init__()
+        config = config or SuperPointOpenConfig()
+        self.config = config.replace(**overrides) if overrides else config
+        channels = [1, *self.config.channels[:-1]]
+        blocks = []
+        for i, c in enumerate(channels[1:], 1):
+            layers = [VGGBlock(channels[i - 1], c, 3), VGGBlock(c, c, 3)]
+            if i < len(channels) - 1:
+                layers.append(nn.MaxPool2d(2, 2))
+            blocks.append(nn.Sequential(*layers))
+        self.backbone = nn.Sequential(*blocks)
+        c, cell = self.config.channels[-1], self.config.cell_size
+        self.detector = nn.Sequential(
+            VGGBlock(channels[-1], c, 3), VGGBlock(c, cell * cell + 1, 1, relu=False)
+        )
+        self.descriptor = nn.Sequential(
+            VGGBlock(channels[-1], c, 3), VGGBlock(c, self.config.descriptor_dim, 1, relu=False)
+        )
+
+    def extract(self, image, image_sizes=None, **options) -> dict[str, torch.Tensor]:
+        conf = self.config.replace(**options) if options else self.config
+        if image.ndim != 4 or image.shape[1] != 1:
+            raise ConfigError(f"SuperPoint expects (B, 1, H, W) images, got {tuple(image.shape)}")
+        cell = conf.cell_size
+
+        # 1. encoder, 2. heatmap (softmax over the cell + dustbin) with NMS
+        features = self.backbone(image)
+        prob = F.softmax(self.detector(features), 1)[:, :-1]
+        b, _, h, w = prob.shape
+        prob = prob.permute(0, 2, 3, 1).reshape(b, h, w, cell, cell)
+        heat = prob.permute(0, 1, 3, 2, 4).reshape(b, h * cell, w * cell)
+        heat = ops.simple_nms(heat, conf.nms_radius)
+
+        # 3. threshold, border and top-k
+        keypoints, scores, mask = ops.select_keypoints(
+            heat, conf.threshold, conf.border, conf.max_keypoints, image_sizes
+        )
+
+        # 4. descriptors at cell-centre convention: pixel x sits at (x + 0.5) / cell - 0.5
+        dense = F.normalize(self.descriptor(features), p=2, dim=1)
+        desc = ops.sample_map(dense, (keypoints + 0.5) / cell - 0.5)
+        desc = F.normalize(desc, p=2, dim=-1) * mask[..., None]
+        return {"keypoints": keypoints, "scores": scores, "descriptors": desc, "mask": mask}
+
+    def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+        """Load a state dict in rpautrat's key layout (``backbone.0.0.conv.weight``, ...)."""
+        load_checked(self, state, strict)
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | os.PathLike | None = None, *, strict: bool = True, **overrides
+    ) -> SuperPointOpen:
+        """``source`` None downloads (once, then cached) the MIT weights from rpautrat/SuperPoint;
+        otherwise a local checkpoint in the same key layout."""
+        model = cls(SuperPointOpenConfig(**overrides))
+        if source is None:
+            path = download_url(
+                WEIGHTS_URL,
+                WEIGHTS_FILE,
+                hint="pass a local copy of superpoint_v6_from_tf.pth with --model PATH",
+            )
+        else:
+            path = resolve_checkpoint(source, config=False).weights
+        model.load_weights(load_state_dict(path), strict=strict)
+        return model.eval()
