@@ -6,6 +6,7 @@ exit code 1 and a pointer to ``--debug`` for the traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ import traceback
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 from .errors import ConfigError, KeypointsError
@@ -42,7 +44,7 @@ def _parse_resize(ctx, param, value: str | None):
 @click.version_option(__version__, "-V", "--version", prog_name="keypoints")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for unexpected errors.")
 def cli(debug: bool) -> None:
-    """Learned keypoint detection and description (SuperPoint in plain PyTorch).
+    """Keypoint detection and description: ALIKED, SuperPoint, SIFT, ORB.
 
     Keypoints are (x, y) in original-image pixels, pixel centres at integers.
     """
@@ -53,21 +55,22 @@ def cli(debug: bool) -> None:
 @click.option(
     "-m",
     "--model",
-    default="superpoint",
+    default="aliked-n16",
     show_default=True,
-    help="Model name, checkpoint path (.pth/.safetensors/Hub-layout folder) or Hub id. "
-    "'superpoint' downloads magic-leap-community/superpoint from the Hugging Face Hub "
-    "on first use.",
+    help="Model name (see `keypoints models`), checkpoint path (.pth/.safetensors/Hub-layout "
+    "folder) or Hub id. The default is bundled and works offline; 'superpoint' downloads "
+    "magic-leap-community/superpoint from the Hugging Face Hub on first use.",
 )
 @click.option(
-    "--max-keypoints", type=int, help="Keep the N best keypoints (-1: all). [model default: -1]"
+    "--compare",
+    default=None,
+    metavar="M1,M2,...",
+    help="Run several models and draw one panel per model in <stem>_compare.png "
+    "(results go to <stem>.<model>.npz).",
 )
-@click.option(
-    "--threshold", type=float, help="Detection threshold in [0, 1]. [model default: 0.005]"
-)
-@click.option(
-    "--nms-radius", type=int, help="Non-maximum suppression radius in pixels. [model default: 4]"
-)
+@click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")
+@click.option("--threshold", type=float, help="Detection threshold in [0, 1] (model default).")
+@click.option("--nms-radius", type=int, help="Non-maximum suppression radius (model default).")
 @click.option(
     "--resize",
     default="1024",
@@ -88,10 +91,20 @@ def cli(debug: bool) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["npz", "json"]), default="npz", show_default=True
 )
-@click.option("--no-plot", is_flag=True, help="Do not write the <stem>.png plots.")
+@click.option("--no-plot", is_flag=True, help="Do not write the plots.")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu).")
 def detect(
-    images, model, max_keypoints, threshold, nms_radius, resize, outdir, fmt, no_plot, device
+    images,
+    model,
+    compare,
+    max_keypoints,
+    threshold,
+    nms_radius,
+    resize,
+    outdir,
+    fmt,
+    no_plot,
+    device,
 ):
     """Detect keypoints in IMAGE... and write one plot and one result file per image."""
     from huggingface_hub.utils import logging as hf_logging
@@ -103,8 +116,9 @@ def detect(
     hf_logging.set_verbosity_error()  # our one-line message replaces the Hub's retry chatter
     options = {"max_keypoints": max_keypoints, "threshold": threshold, "nms_radius": nms_radius}
     options = {k: v for k, v in options.items() if v is not None}
-    net = load_model(model, device)  # weights problems stop here, before any image
-    net.config.replace(**options)  # so do bad options
+    names = [m.strip() for m in compare.split(",") if m.strip()] if compare else [model]
+    # weights and option problems stop here, before any image
+    nets = {name: load_model(name, device, **options) for name in names}
     if not no_plot:
         import matplotlib
 
@@ -115,32 +129,63 @@ def detect(
 
     outdir = Path(outdir)
     rows, failures, stems = [], [], set()
-    progress = _progress(images)
-    for image in progress:
-        start = time.perf_counter()
+    for image in _progress(images):
         try:
-            features = detect_features(image, net, resize=resize, **options)[0]
-            elapsed = (time.perf_counter() - start) * 1000
             stem = _unique_stem(Path(image).stem, stems)
-            save_features(features, outdir / f"{stem}.{fmt}", fmt)
+            results, elapsed = {}, {}
+            for name, net in nets.items():
+                start = time.perf_counter()
+                results[name] = detect_features(image, net, resize=resize)[0]
+                elapsed[name] = (time.perf_counter() - start) * 1000
+            for name, features in results.items():
+                suffix = f".{_safe(name)}" if compare else ""
+                save_features(features, outdir / f"{stem}{suffix}.{fmt}", fmt)
             if not no_plot:
-                fig = plot_keypoints(
-                    image, features, title=f"{Path(image).name}: {len(features)} keypoints"
-                )
-                _save_figure(fig, outdir / f"{stem}.png")
+                fig, axes = plt.subplots(1, len(results), figsize=(6.4 * len(results), 5.2))
+                for ax, (name, features) in zip(np.atleast_1d(axes), results.items()):
+                    title = f"{name}: {len(features)} keypoints"
+                    plot_keypoints(image, features, ax=ax, title=title)
+                fig.suptitle(Path(image).name)
+                fig.tight_layout()
+                _save_figure(fig, outdir / f"{stem}{'_compare' if compare else ''}.png")
                 plt.close(fig)
         except KeypointsError as exc:
             failures.append((image, str(exc)))
             click.echo(f"keypoints: error: {exc}", err=True)
             continue
-        width, height = features.image_size
-        rows.append((image, f"{width}x{height}", str(len(features)), f"{elapsed:.0f}"))
+        for name, features in results.items():
+            width, height = features.image_size
+            row = (image, name, f"{width}x{height}", str(len(features)), f"{elapsed[name]:.0f}")
+            rows.append(row)
     if rows:
-        _print_table(("image", "size", "keypoints", "ms"), rows)
+        _print_table(("image", "model", "size", "keypoints", "ms"), rows)
         click.echo(f"wrote {len(rows)} result(s) to {outdir}/")
     if failures:
         click.echo(f"keypoints: {len(failures)} of {len(images)} image(s) failed", err=True)
         sys.exit(EXIT_USER_ERROR)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(as_json):
+    """List the available models: kind, descriptor size, license, weights, offline use."""
+    from .models.registry import list_models
+
+    entries = list_models()
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    header = ("name", "kind", "dim", "offline", "license", "weights")
+    rows = [
+        (e["name"], e["kind"], str(e["descriptor_dim"]), "yes" if e["offline"] else "no",
+         e["license"], e["weights"])
+        for e in entries
+    ]  # fmt: skip
+    _print_table(header, rows)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).name)
 
 
 def _progress(items):
