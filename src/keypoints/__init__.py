@@ -26,7 +26,8 @@ from .hf import (
     SuperPointKeypointDescriptionOutput,
 )
 from .io import load_features, save_features
-from .models.registry import MODELS, load_model
+from .models.aliked import ALIKED, ALIKEDConfig
+from .models.registry import MODELS, list_models, load_model
 from .models.superpoint import SuperPoint, SuperPointConfig
 from .viz import plot_keypoints
 
@@ -38,6 +39,9 @@ __all__ = [
     "Features",
     "plot_keypoints",
     "load_model",
+    "list_models",
+    "ALIKED",
+    "ALIKEDConfig",
     "MODELS",
     "save_features",
     "load_features",

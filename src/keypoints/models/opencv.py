@@ -58,6 +58,7 @@ class _OpenCVDetector:
     config_class: type
     device = torch.device("cpu")
     dtype = torch.float32
+    min_size = 1  # smaller images yield no keypoints
 
     def __init__(self, config=None, **overrides) -> None:
         config = config or self.config_class()
@@ -79,8 +80,11 @@ class _OpenCVDetector:
         """``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D)
         (numpy), the N best by OpenCV's response, in decreasing order."""
         conf = self.config.replace(**options) if options else self.config
-        points, desc = self._detector(conf).detectAndCompute(gray, None)
         dim, dtype = self.descriptor_dim, np.uint8 if self.binary else np.float32
+        too_small = min(gray.shape) < self.min_size  # OpenCV asserts on these
+        points, desc = (
+            ((), None) if too_small else self._detector(conf).detectAndCompute(gray, None)
+        )
         if not points or desc is None:
             return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros((0, dim), dtype)
         kpts = np.array([p.pt for p in points], np.float32)
@@ -118,6 +122,7 @@ class ORB(_OpenCVDetector):
     config_class = ORBConfig
     descriptor_dim = 32
     binary = True
+    min_size = 32  # the 31-pixel patch must fit (OpenCV's edgeThreshold)
 
     def _detector(self, conf):
         import cv2

@@ -1,0 +1,96 @@
+"""The model registry, `keypoints models`, offline use of the default model, and the wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import EXAMPLE, ROOT
+
+import keypoints
+
+
+def test_list_models():
+    entries = {e["name"]: e for e in keypoints.list_models()}
+    assert set(entries) >= {"superpoint", "superpoint-open", "sift", "orb", "aliked-n16"}
+    assert set(entries["aliked-n16"]) == {
+        "name",
+        "kind",
+        "descriptor_dim",
+        "license",
+        "weights",
+        "offline",
+    }
+    assert (
+        entries["aliked-n16"]["offline"] is True and entries["aliked-n16"]["descriptor_dim"] == 128
+    )
+    assert entries["aliked-t16"]["descriptor_dim"] == 64
+    assert "noncommercial" in entries["superpoint"]["license"]
+    assert entries["superpoint-open"]["license"] == "MIT"
+    assert entries["sift"]["kind"] == "handcrafted" and entries["orb"]["descriptor_dim"] == 32
+
+
+def test_load_model_with_options_shares_weights():
+    base = keypoints.load_model("aliked-t16")
+    tuned = keypoints.load_model("aliked-t16", max_keypoints=10, threshold=0.0)
+    assert tuned.config.max_keypoints == 10 and base.config.max_keypoints == -1
+    assert tuned.block1.conv1.weight is base.block1.conv1.weight
+    assert len(keypoints.detect(str(EXAMPLE), tuned)[0]) == 10
+    with pytest.raises(keypoints.ConfigError, match="did you mean"):
+        keypoints.load_model("aliked-t16", max_keypoint=3)
+
+
+def run_cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "keypoints", *map(str, args)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+
+
+def test_models_command():
+    result = run_cli("models")
+    assert result.returncode == 0
+    for name in ("aliked-n16", "superpoint-open", "sift", "orb", "noncommercial"):
+        assert name in result.stdout
+
+
+def test_default_model_works_offline_with_empty_caches(tmp_path):
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "KEYPOINTS_CACHE": str(tmp_path / "kp"),
+    }
+    result = run_cli("detect", EXAMPLE, "-o", tmp_path / "out", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "aliked-n16" in result.stdout and (tmp_path / "out" / "cats.npz").exists()
+    result = run_cli("detect", EXAMPLE, "--model", "superpoint", "-o", tmp_path / "out2", env=env)
+    assert result.returncode == 2 and "not in the local cache" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_compare_draws_one_panel_per_model(tmp_path):
+    result = run_cli(
+        "detect", EXAMPLE, "--compare", "aliked-t16,sift,orb", "--max-keypoints", 200,
+        "-o", tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["cats.aliked-t16.npz", "cats.orb.npz", "cats.sift.npz", "cats_compare.png"]
+
+
+def test_wheel_contains_weights_and_license(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("keypoints-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for variant in ("aliked-t16", "aliked-n16", "aliked-n16rot", "aliked-n32"):
+        assert f"keypoints/weights/{variant}.safetensors" in names
+    assert "keypoints/weights/LICENSE-ALIKED" in names and "keypoints/weights/README.md" in names
