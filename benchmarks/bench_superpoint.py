@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
+
+from _common import print_table, run_child, time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "examples" / "cats.png"
@@ -103,21 +99,11 @@ def run_config(name: str, checkpoint: str, runs: int, warmup: int, out: str | No
                 "descriptors": r["descriptors"],
             }
 
-    for _ in range(warmup):
-        result = call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = call()
-        times.append((time.perf_counter() - start) * 1000)
+    timing = time_calls(call, runs, warmup)
+    result = timing.pop("result")
     if out:
         torch.save({k: v.detach().cpu() for k, v in result.items()}, out)
-    return {
-        "median_ms": statistics.median(times),
-        "min_ms": min(times),
-        "keypoints": int(result["scores"].shape[0]),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    return {**timing, "keypoints": int(result["scores"].shape[0])}
 
 
 def main() -> None:
@@ -149,14 +135,8 @@ def main() -> None:
                 except ImportError:
                     continue
             out = str(Path(tmp) / f"{name}.pt")
-            cmd = [sys.executable, __file__, "--runs", str(args.runs), "--warmup", str(args.warmup),
-                   "--child", name, str(checkpoint), out]  # fmt: skip
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-            )
-            if proc.returncode != 0:
-                sys.exit(f"{name} failed:\n{proc.stderr}")
-            rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            child = ["--runs", str(args.runs), "--warmup", str(args.warmup)]
+            rows[name] = run_child(__file__, [*child, "--child", name, str(checkpoint), out])
             rows[name]["outputs"] = torch.load(out, weights_only=True)
 
     reference = rows.get("transformers")
@@ -196,19 +176,21 @@ def main() -> None:
         "keypoints",
         "peak RSS MiB",
     )
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for name, row in rows.items():
-        cells = (
-            name,
-            f"{row['median_ms']:.0f}",
-            f"{row['min_ms']:.0f}",
-            f"{row['ratio']:.2f}x" if row["ratio"] else "n/a",
-            f"{row['max_abs_diff']:.1e}" if row["max_abs_diff"] is not None else "n/a",
-            str(row["keypoints"]),
-            f"{row['peak_rss_mib']:.0f}",
-        )
-        print("| " + " | ".join(cells) + " |")
+    print_table(
+        header,
+        [
+            (
+                name,
+                f"{row['median_ms']:.0f}",
+                f"{row['min_ms']:.0f}",
+                f"{row['ratio']:.2f}x" if row["ratio"] else "n/a",
+                f"{row['max_abs_diff']:.1e}" if row["max_abs_diff"] is not None else "n/a",
+                str(row["keypoints"]),
+                f"{row['peak_rss_mib']:.0f}",
+            )
+            for name, row in rows.items()
+        ],
+    )
     print("\n" + "\n".join(f"- {k}: {v}" for k, v in CONFIGS.items() if k in rows))
 
 
