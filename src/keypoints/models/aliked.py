@@ -19,8 +19,8 @@ from torch import nn
 
 from ..errors import ConfigError, closest
 from . import ops
-from .base import KeypointModel, load_checked
-from .config import check_range, config_class
+from .base import KeypointModel
+from .config import check_int, check_max_keypoints, check_unit, config_class
 from .weights import load_state_dict, resolve_checkpoint
 
 __all__ = ["ALIKEDConfig", "ALIKED", "VARIANTS", "bundled_weights"]
@@ -61,13 +61,9 @@ class ALIKEDConfig:
                 f"model_name='{self.model_name}' is not an ALIKED variant"
                 f"{closest(self.model_name, VARIANTS)}; allowed: {', '.join(VARIANTS)}"
             )
-        k = self.max_keypoints
-        ok = isinstance(k, int) and not isinstance(k, bool) and (k == -1 or k >= 1)
-        check_range("max_keypoints", k, ok, "-1 (no limit) or >= 1")
-        t = self.threshold
-        check_range("threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
-        r = self.nms_radius
-        check_range("nms_radius", r, isinstance(r, int) and 1 <= r <= 16, "an integer in [1, 16]")
+        check_max_keypoints(self.max_keypoints)
+        check_unit("threshold", self.threshold)
+        check_int("nms_radius", self.nms_radius, 1, 16)
 
 
 def bundled_weights(model_name: str):
@@ -188,9 +184,7 @@ class ALIKED(KeypointModel):
     pad_multiple = 1
 
     def __init__(self, config: ALIKEDConfig | None = None, **overrides) -> None:
-        super().__init__()
-        config = config or ALIKEDConfig()
-        self.config = config.replace(**overrides) if overrides else config
+        super().__init__(config, **overrides)
         self.name = self.config.model_name
         c1, c2, c3, c4, dim, k, m = VARIANTS[self.config.model_name]
         self.block1 = ConvBlock(3, c1)
@@ -292,10 +286,6 @@ class ALIKED(KeypointModel):
         return torch.where(found.any(1), fixed, means)
 
     # weights --------------------------------------------------------------------------------
-    def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
-        """Load a state dict with the reference's key names (shapes and keys checked)."""
-        load_checked(self, state, strict)
-
     @classmethod
     def from_pretrained(
         cls, source: str | os.PathLike | None = None, *, strict: bool = True, **overrides

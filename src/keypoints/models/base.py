@@ -26,6 +26,13 @@ class KeypointModel(nn.Module):
     name = "model"
     input_channels = 1
     pad_multiple = 8
+    config_class: type
+
+    def __init__(self, config=None, **overrides) -> None:
+        """``config`` (default: the declared defaults), with keyword ``overrides`` applied."""
+        super().__init__()
+        config = config or self.config_class()
+        self.config = config.replace(**overrides) if overrides else config
 
     @property
     def device(self) -> torch.device:
@@ -41,6 +48,10 @@ class KeypointModel(nn.Module):
 
     def extract(self, image, image_sizes=None, **options):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+        """Load a state dict with this model's key names (see :func:`load_checked`)."""
+        load_checked(self, state, strict)
 
 
 def load_checked(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:

@@ -9,13 +9,35 @@ from typing import Any
 
 from ..errors import ConfigError, closest
 
-__all__ = ["config_class", "check_range"]
+__all__ = ["config_class", "check_range", "check_int", "check_unit", "check_max_keypoints"]
 
 
 def check_range(name: str, value, ok: bool, allowed: str) -> None:
     """Raise ConfigError ``name=value is out of range; allowed: ...`` unless ``ok``."""
     if not ok:
         raise ConfigError(f"{name}={value!r} is out of range; allowed: {allowed}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(name: str, value, low: int, high: int) -> None:
+    """An integer in [low, high]."""
+    ok = _is_int(value) and low <= value <= high
+    check_range(name, value, ok, f"an integer in [{low}, {high}]")
+
+
+def check_unit(name: str, value) -> None:
+    """A number in [0, 1]."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    check_range(name, value, ok, "[0, 1]")
+
+
+def check_max_keypoints(value, allow_all: bool = True) -> None:
+    """-1 (all) or a positive count."""
+    ok = _is_int(value) and (value >= 1 or (allow_all and value == -1))
+    check_range("max_keypoints", value, ok, "-1 (all) or >= 1" if allow_all else ">= 1")
 
 
 def config_class(cls):

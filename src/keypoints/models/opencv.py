@@ -8,14 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import check_range, config_class
+from .config import check_max_keypoints, check_unit, config_class
 
 __all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB"]
-
-
-def _check_max(k) -> None:
-    ok = isinstance(k, int) and not isinstance(k, bool) and (k == -1 or k >= 1)
-    check_range("max_keypoints", k, ok, "-1 (all) or >= 1")
 
 
 @config_class
@@ -28,9 +23,8 @@ class SIFTConfig:
     rootsift: bool = False
 
     def validate(self) -> None:
-        _check_max(self.max_keypoints)
-        t = self.threshold
-        check_range("threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
+        check_max_keypoints(self.max_keypoints)
+        check_unit("threshold", self.threshold)
 
 
 @config_class
@@ -42,11 +36,8 @@ class ORBConfig:
     threshold: float = 20 / 255
 
     def validate(self) -> None:
-        k = self.max_keypoints
-        ok = isinstance(k, int) and not isinstance(k, bool) and k >= 1
-        check_range("max_keypoints", k, ok, ">= 1")
-        t = self.threshold
-        check_range("threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
+        check_max_keypoints(self.max_keypoints, allow_all=False)
+        check_unit("threshold", self.threshold)
 
 
 class _OpenCVDetector:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "cells_to_heatmap",
     "max_pool",
     "simple_nms",
     "select_keypoints",
@@ -18,6 +19,15 @@ __all__ = [
     "soft_argmax_refine",
     "deform_conv2d",
 ]
+
+
+def cells_to_heatmap(logits: torch.Tensor, cell: int) -> torch.Tensor:
+    """SuperPoint's detector output ``(B, cell*cell + 1, h, w)`` -> ``(B, h*cell, w*cell)``
+    probabilities: softmax over each cell's pixels and the dustbin, dustbin dropped."""
+    prob = F.softmax(logits, 1)[:, :-1]
+    b, _, h, w = prob.shape
+    prob = prob.permute(0, 2, 3, 1).reshape(b, h, w, cell, cell)
+    return prob.permute(0, 1, 3, 2, 4).reshape(b, h * cell, w * cell)
 
 
 def max_pool(x: torch.Tensor, radius: int) -> torch.Tensor:

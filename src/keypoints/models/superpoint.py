@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel, load_checked
-from .config import check_range, config_class
+from .config import check_int, check_max_keypoints, check_range, check_unit, config_class
 from .weights import load_state_dict, resolve_checkpoint
 
 __all__ = ["SuperPointConfig", "SuperPoint", "convert_state_dict", "to_transformers_state_dict"]
@@ -70,16 +70,10 @@ class SuperPointConfig:
         )
         for name in ("decoder_hidden_size", "descriptor_decoder_dim"):
             check_range(name, getattr(self, name), getattr(self, name) > 0, "a positive integer")
-        t = self.keypoint_threshold
-        check_range("keypoint_threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
-        k = self.max_keypoints
-        check_range("max_keypoints", k, _is_int(k) and (k == -1 or k >= 1), "-1 (all) or >= 1")
-        r = self.nms_radius
-        check_range("nms_radius", r, _is_int(r) and 0 <= r <= 64, "an integer in [0, 64]")
-        b = self.border_removal_distance
-        check_range(
-            "border_removal_distance", b, _is_int(b) and 0 <= b <= 1024, "an integer in [0, 1024]"
-        )
+        check_unit("keypoint_threshold", self.keypoint_threshold)
+        check_max_keypoints(self.max_keypoints)
+        check_int("nms_radius", self.nms_radius, 0, 64)
+        check_int("border_removal_distance", self.border_removal_distance, 0, 1024)
 
     @property
     def cell_size(self) -> int:
@@ -106,10 +100,6 @@ class SuperPointConfig:
         }
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         atomic_write(os.path.join(directory, "config.json"), lambda p: Path(p).write_text(text))
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # Key maps -----------------------------------------------------------------------------------
@@ -178,9 +168,7 @@ class SuperPoint(KeypointModel):
     pad_multiple = 8
 
     def __init__(self, config: SuperPointConfig | None = None, **overrides) -> None:
-        super().__init__()
-        config = config or SuperPointConfig()
-        self.config = config.replace(**overrides) if overrides else config
+        super().__init__(config, **overrides)
         sizes = (1, *self.config.encoder_hidden_sizes)
         for i in range(len(sizes) - 1):
             setattr(self, f"conv{i + 1}a", nn.Conv2d(sizes[i], sizes[i + 1], 3, padding=1))
@@ -208,11 +196,7 @@ class SuperPoint(KeypointModel):
     def heatmap(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features -> ``(B, H, W)`` keypoint probabilities (softmax, dustbin dropped)."""
         logits = self.convPb(F.relu(self.convPa(features)))
-        prob = F.softmax(logits, 1)[:, :-1]
-        b, _, h, w = prob.shape
-        cell = self.config.cell_size
-        prob = prob.permute(0, 2, 3, 1).reshape(b, h, w, cell, cell)
-        return prob.permute(0, 1, 3, 2, 4).reshape(b, h * cell, w * cell)
+        return ops.cells_to_heatmap(logits, self.config.cell_size)
 
     def dense_descriptors(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features -> ``(B, D, H/8, W/8)`` L2-normalised descriptors."""

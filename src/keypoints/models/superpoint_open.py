@@ -15,8 +15,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import ops
-from .base import KeypointModel, load_checked
-from .config import check_range, config_class
+from .base import KeypointModel
+from .config import check_int, check_max_keypoints, check_unit, config_class
 from .weights import download_url, load_state_dict, resolve_checkpoint
 
 __all__ = ["SuperPointOpenConfig", "SuperPointOpen", "WEIGHTS_URL"]
@@ -41,15 +41,10 @@ class SuperPointOpenConfig:
 
     def validate(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
-        k = self.max_keypoints
-        ok = isinstance(k, int) and not isinstance(k, bool) and (k == -1 or k >= 1)
-        check_range("max_keypoints", k, ok, "-1 (all) or >= 1")
-        t = self.threshold
-        check_range("threshold", t, isinstance(t, (int, float)) and 0 <= t <= 1, "[0, 1]")
-        r = self.nms_radius
-        check_range("nms_radius", r, isinstance(r, int) and 0 <= r <= 64, "an integer in [0, 64]")
-        b = self.border
-        check_range("border", b, isinstance(b, int) and 0 <= b <= 1024, "an integer in [0, 1024]")
+        check_max_keypoints(self.max_keypoints)
+        check_unit("threshold", self.threshold)
+        check_int("nms_radius", self.nms_radius, 0, 64)
+        check_int("border", self.border, 0, 1024)
 
     @property
     def cell_size(self) -> int:
@@ -76,9 +71,7 @@ class SuperPointOpen(KeypointModel):
     pad_multiple = 8
 
     def __init__(self, config: SuperPointOpenConfig | None = None, **overrides) -> None:
-        super().__init__()
-        config = config or SuperPointOpenConfig()
-        self.config = config.replace(**overrides) if overrides else config
+        super().__init__(config, **overrides)
         channels = [1, *self.config.channels[:-1]]
         blocks = []
         for i, c in enumerate(channels[1:], 1):
@@ -103,10 +96,7 @@ class SuperPointOpen(KeypointModel):
 
         # 1. encoder, 2. heatmap (softmax over the cell + dustbin) with NMS
         features = self.backbone(image)
-        prob = F.softmax(self.detector(features), 1)[:, :-1]
-        b, _, h, w = prob.shape
-        prob = prob.permute(0, 2, 3, 1).reshape(b, h, w, cell, cell)
-        heat = prob.permute(0, 1, 3, 2, 4).reshape(b, h * cell, w * cell)
+        heat = ops.cells_to_heatmap(self.detector(features), cell)
         heat = ops.simple_nms(heat, conf.nms_radius)
 
         # 3. threshold, border and top-k
@@ -119,10 +109,6 @@ class SuperPointOpen(KeypointModel):
         desc = ops.sample_map(dense, (keypoints + 0.5) / cell - 0.5)
         desc = F.normalize(desc, p=2, dim=-1) * mask[..., None]
         return {"keypoints": keypoints, "scores": scores, "descriptors": desc, "mask": mask}
-
-    def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
-        """Load a state dict in rpautrat's key layout (``backbone.0.0.conv.weight``, ...)."""
-        load_checked(self, state, strict)
 
     @classmethod
     def from_pretrained(
