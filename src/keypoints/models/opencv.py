@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .config import check_max_keypoints, check_unit, config_class
 
 __all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB"]
@@ -60,7 +61,7 @@ class _OpenCVDetector:
 
     def to(self, device):
         if torch.device(device).type != "cpu":
-            raise ValueError(f"{self.name} runs on the CPU only")
+            raise ConfigError(f"{self.name} runs on the CPU only; use --device cpu")
         return self
 
     @classmethod
