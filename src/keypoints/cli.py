@@ -177,11 +177,168 @@ def models(as_json):
         return
     header = ("name", "kind", "dim", "offline", "license", "weights")
     rows = [
-        (e["name"], e["kind"], str(e["descriptor_dim"]), "yes" if e["offline"] else "no",
-         e["license"], e["weights"])
+        (
+            e["name"],
+            e["kind"],
+            str(e["descriptor_dim"]),
+            "yes" if e["offline"] else "no",
+            e["license"],
+            e["weights"],
+        )
         for e in entries
-    ]  # fmt: skip
+    ]
     _print_table(header, rows)
+
+
+@cli.command("match")
+@click.argument("image0")
+@click.argument("image1")
+@click.option(
+    "-m",
+    "--model",
+    default="aliked-n16",
+    show_default=True,
+    help="Detector (see `keypoints models`).",
+)
+@click.option("--max-keypoints", type=int, help="Keep the N best keypoints per image.")
+@click.option("--threshold", type=float, help="Detection threshold in [0, 1] (model default).")
+@click.option(
+    "--resize",
+    default="1024",
+    show_default=True,
+    callback=_parse_resize,
+    help="Longest side, WIDTHxHEIGHT, or 'none'.",
+)
+@click.option("--ratio", type=float, help="Lowe's ratio test, e.g. 0.8.")
+@click.option("--max-distance", type=float, help="Drop matches with a larger descriptor distance.")
+@click.option(
+    "--verify",
+    "verify_model",
+    type=click.Choice(["homography", "fundamental"]),
+    help="Fit a model with USAC MAGSAC++ and count inliers.",
+)
+@click.option(
+    "--ransac-threshold",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Inlier threshold in pixels.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="matches.png",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Picture of the matches (inliers green, outliers red).",
+)
+def match_command(
+    image0,
+    image1,
+    model,
+    max_keypoints,
+    threshold,
+    resize,
+    ratio,
+    max_distance,
+    verify_model,
+    ransac_threshold,
+    output,
+):
+    """Match two images and draw the matches."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .detection import detect as detect_features
+    from .matching import match, verify
+    from .models.registry import load_model
+    from .viz import plot_matches
+
+    options = {"max_keypoints": max_keypoints, "threshold": threshold}
+    net = load_model(model, **{k: v for k, v in options.items() if v is not None})
+    f0, f1 = detect_features([image0, image1], net, resize=resize)
+    matches = match(f0, f1, ratio=ratio, max_distance=max_distance)
+    fit = verify(f0, f1, matches, verify_model, ransac_threshold) if verify_model else None
+    click.echo(f"keypoints: {len(f0)} in {image0}, {len(f1)} in {image1}")
+    click.echo(f"matches: {len(matches)}")
+    if fit is not None:
+        note = f" ({fit.message})" if fit.message else ""
+        click.echo(f"inliers ({verify_model}): {fit.num_inliers}{note}")
+    fig = plot_matches(image0, image1, f0, f1, matches, None if fit is None else fit.inliers)
+    _save_figure(fig, Path(output))
+    plt.close(fig)
+    click.echo(f"wrote {output}")
+
+
+@cli.group("eval")
+def eval_group():
+    """Evaluate detectors on benchmarks."""
+
+
+@eval_group.command("homography")
+@click.argument("dataset", type=click.Path())
+@click.option(
+    "--models", default="aliked-n16,sift", show_default=True, help="Comma-separated models."
+)
+@click.option(
+    "--max-keypoints",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Keypoints per image (top-k for learned models unless --threshold is given).",
+)
+@click.option("--threshold", type=float, default=None, help="Detection threshold instead of top-k.")
+@click.option(
+    "--resize",
+    default="none",
+    show_default=True,
+    callback=_parse_resize,
+    help="Longest side, WIDTHxHEIGHT, or 'none' (native resolution).",
+)
+@click.option(
+    "--ransac-threshold",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="USAC MAGSAC++ threshold in pixels.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for summary.md, metrics.json and mma.png.",
+)
+def eval_homography(dataset, models, max_keypoints, threshold, resize, ransac_threshold, output):
+    """Repeatability, MMA@1-10 px and homography accuracy/AUC on HPatches or Oxford affine."""
+    from .evaluation.datasets import load_dataset
+    from .evaluation.homography import evaluate_homography, summary_table
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    sequences = load_dataset(dataset)
+    pairs = sum(len(s.pairs) for s in sequences)
+    click.echo(
+        f"settings: dataset={dataset} ({len(sequences)} sequences, {pairs} pairs), "
+        f"models={','.join(names)}, max_keypoints={max_keypoints}, "
+        f"threshold={'top-k (0) for learned models' if threshold is None else threshold}, "
+        f"resize={'native' if resize is None else resize}, matcher=mutual nearest neighbour, "
+        f"ransac=USAC MAGSAC++ {ransac_threshold} px"
+    )
+    results = evaluate_homography(
+        dataset,
+        names,
+        max_keypoints=max_keypoints,
+        threshold=threshold,
+        resize=resize,
+        ransac_threshold=ransac_threshold,
+        output=output,
+        progress=sys.stderr.isatty(),
+    )
+    click.echo(summary_table(results), nl=False)
+    click.echo(f"wrote {output}/summary.md, {output}/metrics.json, {output}/mma.png")
 
 
 def _safe(name: str) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "WeightsError",
     "WeightsNotFoundError",
+    "DatasetError",
     "closest",
 ]
 
@@ -44,6 +45,10 @@ class WeightsError(KeypointsError, ValueError):
 
 class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """Weights could not be found locally, in the cache, or on the Hub."""
+
+
+class DatasetError(KeypointsError, ValueError):
+    """An evaluation dataset is missing files or has an unknown layout."""
 
 
 def closest(name: str, choices: Iterable[str]) -> str:

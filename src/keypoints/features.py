@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Features"]
+__all__ = ["Features", "Matches"]
 
 
 @dataclass
@@ -87,3 +87,27 @@ class Features:
             model=model,
             binary=np.asarray(data["descriptors"]).dtype == np.uint8,
         )
+
+
+@dataclass
+class Matches:
+    """Correspondences between two :class:`Features`.
+
+    Attributes:
+        indices: ``(K, 2)`` int64, row ``(i, j)`` pairs keypoint i of the first image with
+            keypoint j of the second; sorted by i.
+        distances: ``(K,)`` float32 descriptor distances (L2, cosine distance ``1 - cos``, or
+            Hamming bits), lower is better.
+    """
+
+    indices: torch.Tensor
+    distances: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __repr__(self) -> str:
+        return f"Matches({len(self)})"
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        return {"indices": self.indices.cpu().numpy(), "distances": self.distances.cpu().numpy()}
