@@ -9,13 +9,14 @@ classes.
 from .detection import detect
 from .errors import (
     ConfigError,
+    DatasetError,
     ImageError,
     ImageNotFoundError,
     KeypointsError,
     WeightsError,
     WeightsNotFoundError,
 )
-from .features import Features
+from .features import Features, Matches
 from .hf import (
     AutoConfig,
     AutoImageProcessor,
@@ -26,10 +27,11 @@ from .hf import (
     SuperPointKeypointDescriptionOutput,
 )
 from .io import load_features, save_features
+from .matching import Verification, match, verify
 from .models.aliked import ALIKED, ALIKEDConfig
 from .models.registry import MODELS, list_models, load_model
 from .models.superpoint import SuperPoint, SuperPointConfig
-from .viz import plot_keypoints
+from .viz import plot_keypoints, plot_matches
 
 __version__ = "0.1.0"
 
@@ -38,6 +40,11 @@ __all__ = [
     "detect",
     "Features",
     "plot_keypoints",
+    "plot_matches",
+    "Matches",
+    "match",
+    "verify",
+    "Verification",
     "load_model",
     "list_models",
     "ALIKED",
@@ -58,6 +65,7 @@ __all__ = [
     "ImageError",
     "ImageNotFoundError",
     "ConfigError",
+    "DatasetError",
     "WeightsError",
     "WeightsNotFoundError",
 ]
