@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import COCO, EXAMPLE, require
+from conftest import COCO, DATA, EXAMPLE, require
 
 import keypoints
 
@@ -97,3 +97,22 @@ def test_user_errors_exit_2_in_one_line(tmp_path, random_checkpoint, args, messa
 def test_bad_resize_is_a_usage_error(random_checkpoint):
     result = run("detect", EXAMPLE, "--resize", "big", "--model", random_checkpoint)
     assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
+
+
+def test_match_command(tmp_path):
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    out = tmp_path / "m.png"
+    result = run("match", graf / "img1.ppm", graf / "img2.ppm", "--model", "sift",
+                 "--verify", "homography", "-o", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("keypoints: ") and lines[1].startswith("matches: ")
+    matches = int(lines[1].split(": ")[1])
+    inliers = int(lines[2].split(": ")[1].split()[0])
+    assert 0 < inliers <= matches and out.stat().st_size > 0
+    result = run("match", graf / "img1.ppm", tmp_path / "missing.png", "-o", out)
+    assert (
+        result.returncode == 2
+        and "missing.png" in result.stderr
+        and "Traceback" not in result.stderr
+    )

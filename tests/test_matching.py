@@ -8,6 +8,7 @@ import torch
 from conftest import EXAMPLE
 
 import keypoints
+import keypoints.evaluation
 from keypoints import ConfigError, Features, match, verify
 from keypoints.evaluation import warp_points
 
@@ -117,3 +118,16 @@ def test_plot_matches_colours_inliers():
     assert colors == [matplotlib.colors.to_rgb(c) for c in ("lime", "red", "lime")]
     segments = lines.get_segments()
     np.testing.assert_allclose(segments[1], [[5, 5], [640 + 10 + 6, 6]])  # right image offset
+
+
+def test_end_to_end_recovers_the_example_warp():
+    """examples/cats_warped.jpg is examples/cats.png warped by examples/cats_H.txt."""
+    root = EXAMPLE.parent
+    f0, f1 = keypoints.detect([str(EXAMPLE), str(root / "cats_warped.jpg")], "aliked-n16")
+    m = keypoints.match(f0, f1)
+    fit = keypoints.verify(f0, f1, m, "homography", 3.0)
+    assert fit.num_inliers > 0.8 * len(m) > 400
+    error = keypoints.evaluation.corner_error(
+        fit.matrix, np.loadtxt(root / "cats_H.txt"), f0.image_size
+    )
+    assert error < 2.0

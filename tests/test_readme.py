@@ -19,7 +19,7 @@ def python_blocks() -> list[str]:
 
 def test_readme_python_examples_run(tmp_path, random_checkpoint):
     blocks = python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     fill_hub_cache(tmp_path / "hub", random_checkpoint)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     env = {

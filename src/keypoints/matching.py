@@ -34,14 +34,20 @@ def _as_float(features: Features) -> torch.Tensor:
 
 
 def _distances(d0: torch.Tensor, d1: torch.Tensor, metric: str, sq1: torch.Tensor | None):
-    """Distance block ``(len(d0), len(d1))``."""
+    """Block ``(len(d0), len(d1))`` of a quantity ordered like the distance: squared L2,
+    ``1 - cos`` or Hamming bits (:func:`_finish` turns the selected ones into distances)."""
+    if metric == "l2":  # |a|^2 + |b|^2 - 2 a.b, in place
+        block = torch.addmm(sq1[None], d0, d1.T, alpha=-2)
+        return block.add_((d0 * d0).sum(1, keepdim=True))
     dot = d0 @ d1.T
     if metric == "hamming":  # +-1 vectors: dot = bits - 2 * hamming
-        return (d0.shape[1] - dot) / 2
-    if metric == "cosine":
-        return 1 - dot / (d0.norm(dim=1, keepdim=True) * d1.norm(dim=1)[None]).clamp(min=1e-12)
-    sq0 = (d0 * d0).sum(1, keepdim=True)
-    return (sq0 + sq1[None] - 2 * dot).clamp(min=0).sqrt()
+        return dot.sub_(d0.shape[1]).div_(-2)
+    norms = d0.norm(dim=1, keepdim=True) * d1.norm(dim=1)[None]
+    return dot.div_(norms.clamp_(min=1e-12)).neg_().add_(1)
+
+
+def _finish(values: torch.Tensor, metric: str) -> torch.Tensor:
+    return values.clamp(min=0).sqrt() if metric == "l2" else values
 
 
 def match(
@@ -107,15 +113,18 @@ def match(
     nn10 = torch.zeros(n1, dtype=torch.long)
     for start in range(0, n0, rows):
         block = _distances(d0[start : start + rows], d1, metric, sq1)
-        k = min(2, n1)
-        values, index = block.topk(k, dim=1, largest=False)
-        nn01[start : start + rows], dist01[start : start + rows] = index[:, 0], values[:, 0]
-        if k == 2:
-            second01[start : start + rows] = values[:, 1]
+        stop = start + len(block)
+        if ratio is not None and n1 >= 2:  # the second nearest neighbour is needed
+            values, index = block.topk(2, dim=1, largest=False)
+            nn01[start:stop], dist01[start:stop] = index[:, 0], values[:, 0]
+            second01[start:stop] = values[:, 1]
+        else:
+            dist01[start:stop], nn01[start:stop] = block.min(dim=1)
         col_best, col_arg = block.min(dim=0)
         better = col_best < best10  # strict: the first (lowest) row wins ties, as one argmin
         best10 = torch.where(better, col_best, best10)
         nn10 = torch.where(better, col_arg + start, nn10)
+    dist01, second01 = _finish(dist01, metric), _finish(second01, metric)
 
     keep = nn10[nn01] == torch.arange(n0)
     if ratio is not None:

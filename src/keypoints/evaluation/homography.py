@@ -139,7 +139,10 @@ def summary_table(results: dict) -> str:
               "H@1", "H@3", "H@5", "H@10", "AUC@5", "keypoints", "matches", "ms/image"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, res in results.items():
-        for subset, r in [("all", res), *res["subsets"].items()]:
+        subsets = list(res["subsets"].items())
+        if len(subsets) == 1:  # one subset holds every pair: its row would repeat "all"
+            subsets = []
+        for subset, r in [("all", res), *subsets]:
             cells = [model, subset, str(r["pairs"])]
             cells += [f"{r['mma'][t]:.3f}" for t in ("1", "3", "5", "10")]
             cells.append(f"{r['repeatability']:.3f}")
