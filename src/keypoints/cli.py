@@ -40,6 +40,22 @@ def _parse_resize(ctx, param, value: str | None):
     )
 
 
+def _resize_option(default: str):
+    return click.option(
+        "--resize",
+        default=default,
+        show_default=True,
+        callback=_parse_resize,
+        help="Longest side in pixels (never upsamples), WIDTHxHEIGHT, or 'none' for native "
+        "resolution.",
+    )
+
+
+_threshold_option = click.option(
+    "--threshold", type=float, help="Detection threshold in [0, 1] (model default)."
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="keypoints")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for unexpected errors.")
@@ -69,15 +85,9 @@ def cli(debug: bool) -> None:
     "(results go to <stem>.<model>.npz).",
 )
 @click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")
-@click.option("--threshold", type=float, help="Detection threshold in [0, 1] (model default).")
+@_threshold_option
 @click.option("--nms-radius", type=int, help="Non-maximum suppression radius (model default).")
-@click.option(
-    "--resize",
-    default="1024",
-    show_default=True,
-    callback=_parse_resize,
-    help="Longest side in pixels (never upsamples), WIDTHxHEIGHT, or 'none' for native resolution.",
-)
+@_resize_option("1024")
 @click.option(
     "-o",
     "--output",
@@ -201,14 +211,8 @@ def models(as_json):
     help="Detector (see `keypoints models`).",
 )
 @click.option("--max-keypoints", type=int, help="Keep the N best keypoints per image.")
-@click.option("--threshold", type=float, help="Detection threshold in [0, 1] (model default).")
-@click.option(
-    "--resize",
-    default="1024",
-    show_default=True,
-    callback=_parse_resize,
-    help="Longest side, WIDTHxHEIGHT, or 'none'.",
-)
+@_threshold_option
+@_resize_option("1024")
 @click.option("--ratio", type=float, help="Lowe's ratio test, e.g. 0.8.")
 @click.option("--max-distance", type=float, help="Drop matches with a larger descriptor distance.")
 @click.option(
@@ -290,13 +294,7 @@ def eval_group():
     help="Keypoints per image (top-k for learned models unless --threshold is given).",
 )
 @click.option("--threshold", type=float, default=None, help="Detection threshold instead of top-k.")
-@click.option(
-    "--resize",
-    default="none",
-    show_default=True,
-    callback=_parse_resize,
-    help="Longest side, WIDTHxHEIGHT, or 'none' (native resolution).",
-)
+@_resize_option("none")
 @click.option(
     "--ransac-threshold",
     type=float,
