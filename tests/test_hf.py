@@ -205,7 +205,7 @@ def test_load_what_transformers_saves(tmp_path, coco_images):
     ).eval()
     theirs.save_pretrained(tmp_path)
     transformers.SuperPointImageProcessor(do_grayscale=True).save_pretrained(tmp_path)
-    ours = keypoints.AutoModelForKeypointDetection.from_pretrained(tmp_path)
+    ours = keypoints.AutoModelForKeypointDetection.from_pretrained(tmp_path, backend="torch")
     assert isinstance(ours, SuperPointForKeypointDetection) and ours.config.nms_radius == 3
     processor = keypoints.AutoImageProcessor.from_pretrained(tmp_path)
     assert isinstance(processor, SuperPointImageProcessor) and processor.do_grayscale

@@ -51,6 +51,15 @@ def _resize_option(default: str):
     )
 
 
+_backend_option = click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnxruntime"]),
+    default="auto",
+    show_default=True,
+    help="Run the dense network with torch or onnxruntime (auto: onnxruntime when installed).",
+)
+
+
 _threshold_option = click.option(
     "--threshold", type=float, help="Detection threshold in [0, 1] (model default)."
 )
@@ -103,6 +112,7 @@ def cli(debug: bool) -> None:
 )
 @click.option("--no-plot", is_flag=True, help="Do not write the plots.")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu).")
+@_backend_option
 def detect(
     images,
     model,
@@ -115,6 +125,7 @@ def detect(
     fmt,
     no_plot,
     device,
+    backend,
 ):
     """Detect keypoints in IMAGE... and write one plot and one result file per image."""
     from huggingface_hub.utils import logging as hf_logging
@@ -128,7 +139,7 @@ def detect(
     options = {k: v for k, v in options.items() if v is not None}
     names = [m.strip() for m in compare.split(",") if m.strip()] if compare else [model]
     # weights and option problems stop here, before any image
-    nets = {name: load_model(name, device, **options) for name in names}
+    nets = {name: load_model(name, device, backend, **options) for name in names}
     if not no_plot:
         import matplotlib
 
@@ -236,6 +247,7 @@ def models(as_json):
     type=click.Path(dir_okay=False),
     help="Picture of the matches (inliers green, outliers red).",
 )
+@_backend_option
 def match_command(
     image0,
     image1,
@@ -248,6 +260,7 @@ def match_command(
     verify_model,
     ransac_threshold,
     output,
+    backend,
 ):
     """Match two images and draw the matches."""
     import matplotlib
@@ -261,7 +274,7 @@ def match_command(
     from .viz import plot_matches
 
     options = {"max_keypoints": max_keypoints, "threshold": threshold}
-    net = load_model(model, **{k: v for k, v in options.items() if v is not None})
+    net = load_model(model, None, backend, **{k: v for k, v in options.items() if v is not None})
     f0, f1 = detect_features([image0, image1], net, resize=resize)
     matches = match(f0, f1, ratio=ratio, max_distance=max_distance)
     fit = verify(f0, f1, matches, verify_model, ransac_threshold) if verify_model else None

@@ -61,6 +61,7 @@ def detect(
     *,
     resize: int | Sequence[int] | None = 1024,
     device: str | torch.device | None = None,
+    backend: str = "auto",
     batch_size: int = 8,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     **options,
@@ -77,6 +78,9 @@ def detect(
             (default 1024; never upsamples, as LightGlue), ``(height, width)`` an exact size,
             None the native resolution.
         device: where to run (default: the model's device).
+        backend: for a model given by name or path, run its dense network with ``"torch"``,
+            ``"onnxruntime"`` or ``"auto"`` (onnxruntime when installed, same numbers to about
+            1e-6).
         batch_size: images decoded at a time (bounds memory); those of equal processed size
             share a forward pass. Images are never padded to another's size, so each gets the
             same keypoints as when run alone.
@@ -90,7 +94,7 @@ def detect(
         pixels with pixel centres at integers, ``scores (N,)``, ``descriptors (N, D)``.
     """
     options = {k: v for k, v in options.items() if v is not None}
-    net = load_model(model, device)
+    net = load_model(model, device, backend)
     if options:
         net.config.replace(**options)  # validate once, before any work
     items = as_image_list(images)

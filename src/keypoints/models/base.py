@@ -27,12 +27,54 @@ class KeypointModel(nn.Module):
     input_channels = 1
     pad_multiple = 8
     config_class: type
+    #: names of :meth:`dense_torch`'s outputs; models without them have no ONNX graph
+    dense_output_names: tuple[str, ...] = ()
 
     def __init__(self, config=None, **overrides) -> None:
         """``config`` (default: the declared defaults), with keyword ``overrides`` applied."""
         super().__init__()
         config = config or self.config_class()
         self.config = config.replace(**overrides) if overrides else config
+        self.backend = "torch"
+        self._onnx = None
+
+    def set_backend(self, backend: str = "auto"):
+        """Run the dense network with ``"torch"``, ``"onnxruntime"`` (the same graph exported
+        and cached; falls back to torch with a warning when onnxruntime is missing), or
+        ``"auto"`` (onnxruntime when installed). Returns the model."""
+        from .backends import resolve_backend
+
+        self.backend = resolve_backend(backend, supported=bool(self.dense_output_names))
+        self._onnx = None
+        return self
+
+    def dense(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The dense maps of ``image`` on the selected backend."""
+        if self.backend == "onnxruntime" and image.device.type == "cpu":
+            if self._onnx is None:
+                from .backends import OnnxDense
+
+                self._onnx = OnnxDense(self)
+            return self._onnx(image)
+        return self.dense_torch(image)
+
+    def nms(self, scores: torch.Tensor, radius: int) -> torch.Tensor:
+        """:func:`~keypoints.models.ops.simple_nms` of ``(B, H, W)`` scores on the backend
+        (identical results; onnxruntime's max-pooling is much faster on CPU)."""
+        if (
+            self.backend == "onnxruntime"
+            and scores.device.type == "cpu"
+            and scores.dtype == torch.float32
+        ):
+            from .backends import onnx_nms
+
+            return onnx_nms(scores, radius)
+        from .ops import simple_nms
+
+        return simple_nms(scores, radius)
+
+    def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:  # pragma: no cover
+        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:

@@ -13,6 +13,7 @@ import torch
 from ..errors import ConfigError, WeightsError, WeightsNotFoundError, closest
 from .aliked import ALIKED
 from .aliked import VARIANTS as ALIKED_VARIANTS
+from .base import KeypointModel
 from .opencv import ORB, SIFT
 from .superpoint import DEFAULT_SOURCE as SUPERPOINT_SOURCE
 from .superpoint import SuperPoint
@@ -105,7 +106,7 @@ MODELS: dict[str, ModelInfo] = {
     ),
 }
 
-_CACHE: dict[tuple[str, str], object] = {}
+_CACHE: dict[tuple[str, str, str], object] = {}
 
 
 def list_models() -> list[dict]:
@@ -142,18 +143,25 @@ def _load_path(text: str):
     return net
 
 
-def load_model(model=DEFAULT_MODEL, device: str | torch.device | None = None, **options):
+def load_model(
+    model=DEFAULT_MODEL,
+    device: str | torch.device | None = None,
+    backend: str = "auto",
+    **options,
+):
     """Resolve ``model`` to a ready detector.
 
     ``model`` is a registered name (see :func:`list_models`), a checkpoint path or Hub-layout
     folder (the architecture is recognised from its config or key names: SuperPoint, the MIT
     SuperPoint, ALIKED), a Hub id (``namespace/name``), or an already loaded model (returned
-    as is). ``options`` (``max_keypoints``, ``threshold``, ...) become the returned model's
-    defaults. Loaded weights are cached per process, keyed by source and device.
+    as is). ``backend`` runs a learned model's dense network with ``"torch"``, ``"onnxruntime"``
+    or ``"auto"`` (onnxruntime when installed); it is not applied to a model passed in.
+    ``options`` (``max_keypoints``, ``threshold``, ...) become the returned model's defaults.
+    Loaded weights are cached per process, keyed by source, device and backend.
     """
     if isinstance(model, (str, os.PathLike)):
         text = os.fspath(model)
-        key = (text, str(device))
+        key = (text, str(device), backend)
         if key not in _CACHE:
             if text in MODELS:
                 net = MODELS[text].load()
@@ -166,7 +174,10 @@ def load_model(model=DEFAULT_MODEL, device: str | torch.device | None = None, **
                     f"unknown model '{text}'{closest(text, MODELS)}: not a model name "
                     f"({', '.join(MODELS)}), an existing checkpoint path, or a Hub id"
                 )
-            _CACHE[key] = net.to(device).eval() if device is not None else net.eval()
+            net = net.to(device).eval() if device is not None else net.eval()
+            if isinstance(net, KeypointModel):
+                net.set_backend(backend)
+            _CACHE[key] = net
         net = _CACHE[key]
     else:
         net = model if device is None else model.to(device)

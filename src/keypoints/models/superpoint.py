@@ -202,6 +202,13 @@ class SuperPoint(KeypointModel):
         """Encoder features -> ``(B, D, H/8, W/8)`` L2-normalised descriptors."""
         return F.normalize(self.convDb(F.relu(self.convDa(features))), p=2, dim=1)
 
+    dense_output_names = ("heatmap", "descriptors")
+
+    def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 1, H, W)`` -> heatmap ``(B, H, W)`` and dense descriptors ``(B, D, H/8, W/8)``."""
+        features = self.encode(image)
+        return self.heatmap(features), self.dense_descriptors(features)
+
     # keypoints ----------------------------------------------------------------------------
     def extract(
         self,
@@ -214,9 +221,13 @@ class SuperPoint(KeypointModel):
         if image.ndim != 4 or image.shape[1] != 1:
             raise ConfigError(f"SuperPoint expects (B, 1, H, W) images, got {tuple(image.shape)}")
 
-        # 1. shared encoder, 2. keypoint heatmap with non-maximum suppression
-        features = self.encode(image, hidden_states)
-        heat = ops.simple_nms(self.heatmap(features), conf.nms_radius)
+        # 1. dense maps (encoder and both heads; torch or onnxruntime), 2. NMS of the heatmap
+        if hidden_states is None:
+            heat, dense = self.dense(image)
+        else:  # intermediate maps are only available from torch
+            features = self.encode(image, hidden_states)
+            heat, dense = self.heatmap(features), self.dense_descriptors(features)
+        heat = self.nms(heat, conf.nms_radius)
 
         # 3. threshold, border and top-k, batched
         keypoints, scores, mask = ops.select_keypoints(
@@ -225,7 +236,6 @@ class SuperPoint(KeypointModel):
         )  # fmt: skip
 
         # 4. descriptors sampled at the keypoints (padding entries zeroed)
-        dense = self.dense_descriptors(features)
         descriptors = ops.sample_descriptors(keypoints, dense, self.config.cell_size)
         descriptors = descriptors * mask[..., None]
         return {"keypoints": keypoints, "scores": scores, "descriptors": descriptors, "mask": mask}
@@ -248,11 +258,13 @@ class SuperPoint(KeypointModel):
         strict: bool = True,
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
+        backend: str = "auto",
         **overrides,
     ):
         """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
         layout folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key
-        naming). Keyword ``overrides`` change config fields (``max_keypoints=300``)."""
+        naming). Keyword ``overrides`` change config fields (``max_keypoints=300``). ``backend``
+        runs the dense network with torch or onnxruntime (see ``set_backend``)."""
         ckpt = resolve_checkpoint(
             source,
             revision=revision,
@@ -262,7 +274,7 @@ class SuperPoint(KeypointModel):
         config = SuperPointConfig.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
         model.load_weights(load_state_dict(ckpt.weights), strict=strict)
-        return model.eval()
+        return model.eval().set_backend(backend)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by

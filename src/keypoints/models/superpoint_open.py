@@ -88,16 +88,24 @@ class SuperPointOpen(KeypointModel):
             VGGBlock(channels[-1], c, 3), VGGBlock(c, self.config.descriptor_dim, 1, relu=False)
         )
 
+    dense_output_names = ("heatmap", "descriptors")
+
+    def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 1, H, W)`` -> heatmap ``(B, H, W)`` (softmax over each cell and the dustbin)
+        and L2-normalised dense descriptors ``(B, D, H/8, W/8)``."""
+        features = self.backbone(image)
+        heat = ops.cells_to_heatmap(self.detector(features), self.config.cell_size)
+        return heat, F.normalize(self.descriptor(features), p=2, dim=1)
+
     def extract(self, image, image_sizes=None, **options) -> dict[str, torch.Tensor]:
         conf = self.config.replace(**options) if options else self.config
         if image.ndim != 4 or image.shape[1] != 1:
             raise ConfigError(f"SuperPoint expects (B, 1, H, W) images, got {tuple(image.shape)}")
         cell = conf.cell_size
 
-        # 1. encoder, 2. heatmap (softmax over the cell + dustbin) with NMS
-        features = self.backbone(image)
-        heat = ops.cells_to_heatmap(self.detector(features), cell)
-        heat = ops.simple_nms(heat, conf.nms_radius)
+        # 1. dense maps (torch or onnxruntime), 2. NMS of the heatmap
+        heat, dense = self.dense(image)
+        heat = self.nms(heat, conf.nms_radius)
 
         # 3. threshold, border and top-k
         keypoints, scores, mask = ops.select_keypoints(
@@ -105,17 +113,22 @@ class SuperPointOpen(KeypointModel):
         )
 
         # 4. descriptors at cell-centre convention: pixel x sits at (x + 0.5) / cell - 0.5
-        dense = F.normalize(self.descriptor(features), p=2, dim=1)
         desc = ops.sample_map(dense, (keypoints + 0.5) / cell - 0.5)
         desc = F.normalize(desc, p=2, dim=-1) * mask[..., None]
         return {"keypoints": keypoints, "scores": scores, "descriptors": desc, "mask": mask}
 
     @classmethod
     def from_pretrained(
-        cls, source: str | os.PathLike | None = None, *, strict: bool = True, **overrides
+        cls,
+        source: str | os.PathLike | None = None,
+        *,
+        strict: bool = True,
+        backend: str = "auto",
+        **overrides,
     ) -> SuperPointOpen:
         """``source`` None downloads (once, then cached) the MIT weights from rpautrat/SuperPoint;
-        otherwise a local checkpoint in the same key layout."""
+        otherwise a local checkpoint in the same key layout. ``backend``: see
+        :meth:`~keypoints.models.base.KeypointModel.set_backend`."""
         model = cls(SuperPointOpenConfig(**overrides))
         if source is None:
             path = download_url(
@@ -126,4 +139,4 @@ class SuperPointOpen(KeypointModel):
         else:
             path = resolve_checkpoint(source, config=False).weights
         model.load_weights(load_state_dict(path), strict=strict)
-        return model.eval()
+        return model.eval().set_backend(backend)

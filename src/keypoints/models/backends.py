@@ -1,0 +1,178 @@
+"""Where a model's dense network runs: PyTorch, or onnxruntime on the same graph exported once.
+
+Only the dense maps go through a backend (for SuperPoint: the keypoint heatmap and the dense
+descriptors); NMS, keypoint selection and descriptor sampling stay in torch. The exported graph
+is cached on disk, keyed by a hash of the model's weights and config, so the export (about a
+second) happens once per model and machine. When onnxruntime is not installed, ``"auto"`` runs
+torch silently and an explicit ``"onnxruntime"`` falls back to torch with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .weights import cache_dir
+
+__all__ = ["BACKENDS", "onnxruntime_available", "export_onnx", "OnnxDense", "resolve_backend"]
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+OPSET = 17
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(name: str, supported: bool = True) -> str:
+    """``"auto"`` -> onnxruntime when installed (and the model supports it), else torch."""
+    if name not in BACKENDS:
+        from ..errors import closest
+
+        raise ConfigError(
+            f"unknown backend '{name}'{closest(name, BACKENDS)}; allowed: {', '.join(BACKENDS)}"
+        )
+    if name == "torch":
+        return "torch"
+    if not supported:
+        if name == "onnxruntime":
+            warnings.warn("this model has no ONNX graph yet; running it with torch", stacklevel=3)
+        return "torch"
+    if onnxruntime_available():
+        return "onnxruntime"
+    if name == "onnxruntime":
+        warnings.warn(
+            "onnxruntime is not installed (pip install 'keypoints[onnx]'); running with torch",
+            stacklevel=3,
+        )
+    return "torch"
+
+
+class _DenseGraph(nn.Module):
+    """The part of a model that is exported: image -> dense maps."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        return self.model.dense_torch(image)
+
+
+def export_onnx(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
+    """Export ``model``'s dense network to ONNX at ``path`` with dynamic batch, height and
+    width (keypoint selection is kept outside the graph). Inputs: ``image`` ``(B, C, H, W)``
+    float32; outputs: the model's ``dense_output_names``. Written atomically."""
+    from ..io import atomic_write
+
+    channels = model.input_channels
+    example = torch.rand(1, channels, 64, 96)
+    names = list(model.dense_output_names)
+    dims = {0: "batch", 2: "height", 3: "width"}
+    dynamic = {"image": dims, **{n: {0: "batch"} for n in names}}
+    graph = _DenseGraph(model).eval()
+
+    def write(tmp: str) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph, (example,), tmp, input_names=["image"], output_names=names,
+                dynamic_axes=dynamic, opset_version=opset, dynamo=False,
+            )  # fmt: skip
+
+    return atomic_write(path, write)
+
+
+def weights_hash(model) -> str:
+    """sha256 of the model's class, config, weights and the torch version (the export's)."""
+    digest = hashlib.sha256()
+    digest.update(type(model).__name__.encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    digest.update(torch.__version__.encode())
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class OnnxDense:
+    """An onnxruntime session on a model's exported dense graph (cached on disk)."""
+
+    def __init__(self, model) -> None:
+        import onnxruntime as ort
+
+        path = (
+            cache_dir() / "onnx" / f"{getattr(model, 'name', 'model')}-{weights_hash(model)}.onnx"
+        )
+        if not path.is_file():
+            export_onnx(model, path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        array = np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)
+        outputs = self.session.run(None, {"image": array})
+        return tuple(torch.from_numpy(o).to(image.device) for o in outputs)
+
+
+class _NMSGraph(nn.Module):
+    def __init__(self, radius: int) -> None:
+        super().__init__()
+        self.radius = radius
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        from .ops import simple_nms
+
+        return simple_nms(scores, self.radius)
+
+
+_NMS_SESSIONS: dict[int, object] = {}
+
+
+def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
+    """:func:`keypoints.models.ops.simple_nms` run by onnxruntime (about 10x faster on CPU
+    than torch's max-pooling here; max and equality are exact, so the result is identical).
+    The small graph is exported once per radius and cached."""
+    import onnxruntime as ort
+
+    if radius == 0:
+        return scores
+    session = _NMS_SESSIONS.get(radius)
+    if session is None:
+        from ..io import atomic_write
+
+        path = cache_dir() / "onnx" / f"nms-r{radius}-opset{OPSET}-torch{torch.__version__}.onnx"
+        if not path.is_file():
+
+            def write(tmp: str) -> None:
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(
+                        _NMSGraph(radius), (torch.rand(1, 16, 16),), tmp,
+                        input_names=["scores"], output_names=["nms"],
+                        dynamic_axes={"scores": {0: "b", 1: "h", 2: "w"}},
+                        opset_version=OPSET, dynamo=False,
+                    )  # fmt: skip
+
+            atomic_write(path, write)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        _NMS_SESSIONS[radius] = session
+    array = np.ascontiguousarray(scores.detach().cpu().numpy(), dtype=np.float32)
+    return torch.from_numpy(session.run(None, {"scores": array})[0]).to(scores.device)
