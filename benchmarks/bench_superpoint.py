@@ -30,8 +30,11 @@ PARTIAL = (
 )
 CONFIGS = {
     "transformers": "transformers SuperPointForKeypointDetection + processor + post-process",
-    "keypoints-hf": "keypoints SuperPointForKeypointDetection + processor + post-process",
-    "keypoints-detect": "keypoints.detect (native API, resize=None)",
+    "keypoints-hf torch": "keypoints SuperPointForKeypointDetection + processor + post-process, "
+    "dense network and NMS in torch",
+    "keypoints-hf onnxruntime": "the same with the dense network and NMS in onnxruntime "
+    "(the default when onnxruntime is installed)",
+    "keypoints-detect onnxruntime": "keypoints.detect (native API, resize=None), onnxruntime",
 }
 
 
@@ -69,10 +72,11 @@ def run_config(name: str, checkpoint: str, runs: int, warmup: int, out: str | No
 
     image = Image.open(IMAGE).convert("RGB")
     sizes = [(image.height, image.width)]
-    if name == "keypoints-detect":
+    backend = "onnxruntime" if name.endswith("onnxruntime") else "torch"
+    if name.startswith("keypoints-detect"):
         import keypoints
 
-        model = keypoints.load_model(checkpoint)
+        model = keypoints.load_model(checkpoint, backend=backend)
 
         def call():
             f = keypoints.detect(image, model, resize=None)[0]
@@ -86,7 +90,8 @@ def run_config(name: str, checkpoint: str, runs: int, warmup: int, out: str | No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             processor = lib.AutoImageProcessor.from_pretrained(checkpoint)
-        model = lib.SuperPointForKeypointDetection.from_pretrained(checkpoint).eval()
+        kwargs = {} if name == "transformers" else {"backend": backend}
+        model = lib.SuperPointForKeypointDetection.from_pretrained(checkpoint, **kwargs).eval()
 
         def call():
             with torch.no_grad():
@@ -134,7 +139,7 @@ def main() -> None:
                     import transformers  # noqa: F401
                 except ImportError:
                     continue
-            out = str(Path(tmp) / f"{name}.pt")
+            out = str(Path(tmp) / f"{name.replace(' ', '_')}.pt")
             child = ["--runs", str(args.runs), "--warmup", str(args.warmup)]
             rows[name] = run_child(__file__, [*child, "--child", name, str(checkpoint), out])
             rows[name]["outputs"] = torch.load(out, weights_only=True)
@@ -146,7 +151,11 @@ def main() -> None:
         row["ratio"] = reference["median_ms"] / row["median_ms"] if reference else None
         row["max_abs_diff"] = None
         # keypoints.detect returns absolute float keypoints: not comparable element-wise
-        if ref and name != "keypoints-detect" and outputs["scores"].shape == ref["scores"].shape:
+        if (
+            ref
+            and not name.startswith("keypoints-detect")
+            and outputs["scores"].shape == ref["scores"].shape
+        ):
             row["max_abs_diff"] = max(
                 float((outputs[k] - ref[k]).abs().max()) if len(ref[k]) else 0.0
                 for k in ("keypoints", "scores", "descriptors")

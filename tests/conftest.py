@@ -4,9 +4,12 @@ import of huggingface_hub, and real data is read from ../shared/data beside the 
 from __future__ import annotations
 
 import os
+import tempfile  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# downloads and exported ONNX graphs go to a throw-away cache, not the user's
+os.environ["KEYPOINTS_CACHE"] = tempfile.mkdtemp(prefix="keypoints-test-cache-")
 
 from pathlib import Path  # noqa: E402
 

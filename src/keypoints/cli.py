@@ -352,6 +352,30 @@ def eval_homography(dataset, models, max_keypoints, threshold, resize, ransac_th
     click.echo(f"wrote {output}/summary.md, {output}/metrics.json, {output}/mma.png")
 
 
+@cli.group("export")
+def export_group():
+    """Export models to other runtimes."""
+
+
+@export_group.command("onnx")
+@click.argument("model")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--opset", type=int, default=17, show_default=True)
+def export_onnx_command(model, output, opset):
+    """Write MODEL's dense network to OUTPUT (.onnx): input `image` (B, C, H, W) float32 in
+    [0, 1] with dynamic batch, height and width; keypoint selection stays outside the graph."""
+    from .models.backends import export_onnx
+    from .models.base import KeypointModel
+    from .models.registry import load_model
+
+    net = load_model(model, None, "torch")
+    if not isinstance(net, KeypointModel) or not net.dense_output_names:
+        raise ConfigError(f"'{model}' has no ONNX graph (supported: superpoint, superpoint-open)")
+    export_onnx(net, output, opset)
+    names = ", ".join(net.dense_output_names)
+    click.echo(f"wrote {output}: image (B, {net.input_channels}, H, W) -> {names}")
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).name)
 

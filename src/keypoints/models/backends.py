@@ -121,6 +121,8 @@ class OnnxDense:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()
+        # idle onnxruntime threads must not spin: torch runs the next steps on the same cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -172,6 +174,8 @@ def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
             atomic_write(path, write)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        # idle onnxruntime threads must not spin: torch runs the next steps on the same cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         _NMS_SESSIONS[radius] = session
     array = np.ascontiguousarray(scores.detach().cpu().numpy(), dtype=np.float32)

@@ -1,0 +1,116 @@
+"""Backends: onnxruntime for the dense network and NMS, its fallback, and the ONNX export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import COCO, PARTIAL_SUPERPOINT, random_superpoint, require
+
+import keypoints
+from keypoints.models import ops
+
+ort = pytest.importorskip("onnxruntime")
+transformers = pytest.importorskip("transformers")
+
+
+def real_superpoint(tmp_path, **options):
+    """Released encoder + descriptor head (real weights) and a seeded random detector head."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keypoints.SuperPoint.from_pretrained(require(PARTIAL_SUPERPOINT), strict=False)
+    model.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def score_maps():
+    """Random maps with plateaus (ties) and maxima on the border, and a real heatmap."""
+    torch.manual_seed(0)
+    maps = torch.rand(2, 61, 83) ** 4
+    maps[0, 10:14, 20:24] = 0.99  # a plateau of equal maxima
+    maps[0, 0, :] = 0.995  # maxima along the border
+    maps[1, :, -1] = 0.97
+    return maps
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4])
+def test_nms_equals_transformers(radius):
+    from transformers.models.superpoint.modeling_superpoint import simple_nms as reference
+
+    maps = score_maps()
+    model = random_superpoint()
+    with torch.no_grad():
+        real = model.heatmap(model.encode(torch.rand(1, 1, 64, 88)))
+    for scores in (maps, real):
+        expected = reference(scores.clone(), radius)
+        assert torch.equal(ops.simple_nms(scores, radius), expected)
+        from keypoints.models.backends import onnx_nms
+
+        assert torch.equal(onnx_nms(scores, radius), expected)
+
+
+def test_onnxruntime_backend_matches_torch_on_real_images(tmp_path, coco_images):
+    """Tolerance: dense maps agree to about 1e-6, so keypoints are the same and descriptors
+    agree within 1e-5 (documented in the README)."""
+    checkpoint = real_superpoint(tmp_path)
+    processor = keypoints.SuperPointImageProcessor()
+    inputs = processor(coco_images, return_tensors="pt")
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        model = keypoints.SuperPointForKeypointDetection.from_pretrained(
+            checkpoint, backend=backend, max_keypoints=1024
+        )
+        assert model.backend == backend
+        outputs[backend] = model(**inputs)
+    a, b = outputs["torch"], outputs["onnxruntime"]
+    assert torch.equal(a.mask, b.mask) and torch.equal(a.keypoints, b.keypoints)
+    torch.testing.assert_close(b.scores, a.scores, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.descriptors, a.descriptors, atol=1e-5, rtol=0)
+    feats = keypoints.detect([str(p) for p in COCO], str(checkpoint), backend="onnxruntime")
+    ref = keypoints.detect([str(p) for p in COCO], str(checkpoint), backend="torch")
+    for f, r in zip(feats, ref):
+        assert torch.equal(f.keypoints, r.keypoints)
+        torch.testing.assert_close(f.descriptors, r.descriptors, atol=1e-5, rtol=0)
+
+
+def test_fallback_to_torch_without_onnxruntime(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now fails
+    model = random_superpoint()
+    with pytest.warns(UserWarning, match="onnxruntime is not installed"):
+        model.set_backend("onnxruntime")
+    assert model.backend == "torch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert model.set_backend("auto").backend == "torch"
+    out = model(torch.rand(1, 1, 32, 40))
+    assert out["keypoints"].shape[0] == 1
+    with pytest.raises(keypoints.ConfigError, match="did you mean 'torch'"):
+        model.set_backend("torhc")
+
+
+def test_export_onnx_round_trip(tmp_path, random_checkpoint):
+    out = tmp_path / "superpoint.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "keypoints", "export", "onnx", str(random_checkpoint), str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "heatmap, descriptors" in result.stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model = keypoints.SuperPoint.from_pretrained(random_checkpoint, backend="torch")
+    image = torch.rand(2, 1, 72, 104)  # batch and size other than the export's example
+    heat, dense = session.run(None, {"image": image.numpy()})
+    with torch.no_grad():
+        ref_heat, ref_dense = model.dense_torch(image)
+    np.testing.assert_allclose(heat, ref_heat.numpy(), atol=1e-5)
+    np.testing.assert_allclose(dense, ref_dense.numpy(), atol=1e-5)
+    result = subprocess.run(
+        [sys.executable, "-m", "keypoints", "export", "onnx", "sift", str(tmp_path / "s.onnx")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2 and "no ONNX graph" in result.stderr
