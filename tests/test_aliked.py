@@ -221,3 +221,15 @@ def test_top_k_mode_returns_exactly_k_and_options_are_checked():
         keypoints.detect(str(EXAMPLE), "aliked-n16", nms_raduis=3)
     with pytest.raises(keypoints.ConfigError, match=r"\[0, 1\]"):
         keypoints.detect(str(EXAMPLE), "aliked-n16", threshold=2)
+
+
+def test_backends_give_identical_results():
+    """The onnxruntime NMS (used when it is installed) is exact, and the dense maps stay in
+    torch, so both settings return the same keypoints and descriptors."""
+    pytest.importorskip("onnxruntime")
+    fast = keypoints.load_model("aliked-t16", backend="auto")
+    plain = keypoints.load_model("aliked-t16", backend="torch")
+    assert fast.nms_backend == "onnxruntime" and plain.nms_backend == "torch"
+    a = keypoints.detect(str(EXAMPLE), fast, max_keypoints=500)[0]
+    b = keypoints.detect(str(EXAMPLE), plain, max_keypoints=500)[0]
+    assert torch.equal(a.keypoints, b.keypoints) and torch.equal(a.descriptors, b.descriptors)

@@ -36,15 +36,19 @@ class KeypointModel(nn.Module):
         config = config or self.config_class()
         self.config = config.replace(**overrides) if overrides else config
         self.backend = "torch"
+        self.nms_backend = "torch"
         self._onnx = None
 
     def set_backend(self, backend: str = "auto"):
         """Run the dense network with ``"torch"``, ``"onnxruntime"`` (the same graph exported
         and cached; falls back to torch with a warning when onnxruntime is missing), or
         ``"auto"`` (onnxruntime when installed). Returns the model."""
-        from .backends import resolve_backend
+        from .backends import onnxruntime_available, resolve_backend
 
         self.backend = resolve_backend(backend, supported=bool(self.dense_output_names))
+        # NMS has its own small graph, so models without a dense graph get it too
+        fast_nms = backend != "torch" and onnxruntime_available()
+        self.nms_backend = "onnxruntime" if fast_nms else "torch"
         self._onnx = None
         return self
 
@@ -61,11 +65,8 @@ class KeypointModel(nn.Module):
     def nms(self, scores: torch.Tensor, radius: int) -> torch.Tensor:
         """:func:`~keypoints.models.ops.simple_nms` of ``(B, H, W)`` scores on the backend
         (identical results; onnxruntime's max-pooling is much faster on CPU)."""
-        if (
-            self.backend == "onnxruntime"
-            and scores.device.type == "cpu"
-            and scores.dtype == torch.float32
-        ):
+        on_cpu = scores.device.type == "cpu" and scores.dtype == torch.float32
+        if self.nms_backend == "onnxruntime" and on_cpu:
             from .backends import onnx_nms
 
             return onnx_nms(scores, radius)
