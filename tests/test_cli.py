@@ -116,3 +116,20 @@ def test_match_command(tmp_path):
         and "missing.png" in result.stderr
         and "Traceback" not in result.stderr
     )
+
+
+def test_detect_batches_keep_going_past_a_bad_image(tmp_path, random_checkpoint):
+    images = [EXAMPLE, tmp_path / "missing.png", require(COCO[1]), EXAMPLE]
+    result = run(
+        "detect", *images, "--model", random_checkpoint, "--batch-size", 2, "--no-plot",
+        "--max-keypoints", 50, "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "missing.png" in errors[0]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["000000004016.npz", "cats.npz", "cats_2.npz"]
+    single = keypoints.detect(str(EXAMPLE), str(random_checkpoint), max_keypoints=50)[0]
+    for name in ("cats.npz", "cats_2.npz"):
+        with np.load(tmp_path / "out" / name) as saved:
+            np.testing.assert_allclose(saved["keypoints"], single.keypoints.numpy(), atol=1e-4)

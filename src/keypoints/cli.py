@@ -113,6 +113,13 @@ def cli(debug: bool) -> None:
 @click.option("--no-plot", is_flag=True, help="Do not write the plots.")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu).")
 @_backend_option
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Images per call (same-size images share a forward pass).",
+)
 def detect(
     images,
     model,
@@ -126,12 +133,12 @@ def detect(
     no_plot,
     device,
     backend,
+    batch_size,
 ):
     """Detect keypoints in IMAGE... and write one plot and one result file per image."""
     from huggingface_hub.utils import logging as hf_logging
 
     from .detection import detect as detect_features
-    from .io import save_features
     from .models.registry import load_model
 
     hf_logging.set_verbosity_error()  # our one-line message replaces the Hub's retry chatter
@@ -144,40 +151,39 @@ def detect(
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from .viz import plot_keypoints
 
     outdir = Path(outdir)
     rows, failures, stems = [], [], set()
-    for image in _progress(images):
-        try:
-            stem = _unique_stem(Path(image).stem, stems)
-            results, elapsed = {}, {}
-            for name, net in nets.items():
-                start = time.perf_counter()
-                results[name] = detect_features(image, net, resize=resize)[0]
-                elapsed[name] = (time.perf_counter() - start) * 1000
-            for name, features in results.items():
-                suffix = f".{_safe(name)}" if compare else ""
-                save_features(features, outdir / f"{stem}{suffix}.{fmt}", fmt)
-            if not no_plot:
-                fig, axes = plt.subplots(1, len(results), figsize=(6.4 * len(results), 5.2))
-                for ax, (name, features) in zip(np.atleast_1d(axes), results.items()):
-                    title = f"{name}: {len(features)} keypoints"
-                    plot_keypoints(image, features, ax=ax, title=title)
-                fig.suptitle(Path(image).name)
-                fig.tight_layout()
-                _save_figure(fig, outdir / f"{stem}{'_compare' if compare else ''}.png")
-                plt.close(fig)
-        except KeypointsError as exc:
-            failures.append((image, str(exc)))
-            click.echo(f"keypoints: error: {exc}", err=True)
-            continue
-        for name, features in results.items():
-            width, height = features.image_size
-            row = (image, name, f"{width}x{height}", str(len(features)), f"{elapsed[name]:.0f}")
-            rows.append(row)
+    progress = _progress(images)
+    for start in range(0, len(images), batch_size):
+        chunk = list(images[start : start + batch_size])
+        # per image: {model: (features, ms)}, or the error that stopped it
+        found: dict[str, dict] = {image: {} for image in chunk}
+        errors: dict[str, str] = {}
+        for name, net in nets.items():
+            for image, result in _detect_chunk(detect_features, chunk, net, resize):
+                if isinstance(result, KeypointsError):
+                    errors.setdefault(image, str(result))
+                else:
+                    found[image][name] = result
+        for image in chunk:
+            if progress is not None:
+                progress.update(1)
+            if image in errors:
+                failures.append((image, errors[image]))
+                click.echo(f"keypoints: error: {errors[image]}", err=True)
+                continue
+            try:
+                _write_outputs(image, found[image], outdir, stems, fmt, compare, no_plot)
+            except KeypointsError as exc:
+                failures.append((image, str(exc)))
+                click.echo(f"keypoints: error: {exc}", err=True)
+                continue
+            for name, (features, ms) in found[image].items():
+                width, height = features.image_size
+                rows.append((image, name, f"{width}x{height}", str(len(features)), f"{ms:.0f}"))
+    if progress is not None:
+        progress.close()
     if rows:
         _print_table(("image", "model", "size", "keypoints", "ms"), rows)
         click.echo(f"wrote {len(rows)} result(s) to {outdir}/")
@@ -384,8 +390,48 @@ def _progress(items):
     if len(items) > 1 and sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(items, desc="detect", unit="img", file=sys.stderr)
-    return items
+        return tqdm(total=len(items), desc="detect", unit="img", file=sys.stderr)
+    return None
+
+
+def _detect_chunk(detect_features, chunk, net, resize):
+    """(image, (features, ms per image)) for a chunk of images in one call; when an image of
+    the chunk is bad, each image alone, so the others still get their results and the bad one
+    its error (a KeypointsError in place of the result)."""
+    start = time.perf_counter()
+    try:
+        features = detect_features(chunk, net, resize=resize, batch_size=len(chunk))
+    except KeypointsError as exc:
+        if len(chunk) == 1:
+            return [(chunk[0], exc)]
+        return [
+            pair for image in chunk for pair in _detect_chunk(detect_features, [image], net, resize)
+        ]
+    ms = (time.perf_counter() - start) * 1000 / len(chunk)
+    return [(image, (f, ms)) for image, f in zip(chunk, features)]
+
+
+def _write_outputs(image, results, outdir, stems, fmt, compare, no_plot) -> None:
+    """``<stem>[.<model>].npz|json`` per model and the plot (one panel per model)."""
+    from .io import save_features
+
+    stem = _unique_stem(Path(image).stem, stems)
+    for name, (features, _) in results.items():
+        suffix = f".{_safe(name)}" if compare else ""
+        save_features(features, outdir / f"{stem}{suffix}.{fmt}", fmt)
+    if no_plot:
+        return
+    import matplotlib.pyplot as plt
+
+    from .viz import plot_keypoints
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6.4 * len(results), 5.2))
+    for ax, (name, (features, _)) in zip(np.atleast_1d(axes), results.items()):
+        plot_keypoints(image, features, ax=ax, title=f"{name}: {len(features)} keypoints")
+    fig.suptitle(Path(image).name)
+    fig.tight_layout()
+    _save_figure(fig, outdir / f"{stem}{'_compare' if compare else ''}.png")
+    plt.close(fig)
 
 
 def _unique_stem(stem: str, used: set[str]) -> str:
