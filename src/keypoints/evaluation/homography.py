@@ -63,6 +63,7 @@ def evaluate_homography(
     threshold: float | None = None,
     resize: int | Sequence[int] | None = None,
     ransac_threshold: float = 3.0,
+    precision: str = "fp32",
     output: str | Path | None = None,
     progress: bool = False,
 ) -> dict:
@@ -82,7 +83,7 @@ def evaluate_homography(
     n_pairs = sum(len(s.pairs) for s in sequences)
     results = {}
     for model in models:
-        net = load_model(model)
+        net = load_model(model, precision=precision)
         options = _options(net, max_keypoints, threshold)
         records, counts, times = [], [], []
         bar = _bar(n_pairs, f"eval {model}", progress)

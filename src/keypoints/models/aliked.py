@@ -291,7 +291,13 @@ class ALIKED(KeypointModel):
     # weights --------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, source: str | os.PathLike | None = None, *, strict: bool = True, **overrides
+        cls,
+        source: str | os.PathLike | None = None,
+        *,
+        strict: bool = True,
+        backend: str = "auto",
+        precision: str = "fp32",
+        **overrides,
     ) -> ALIKED:
         """Load a variant: ``source`` None or a variant name takes the bundled weights (no
         network); otherwise a checkpoint path (``.pth`` read with ``weights_only=True``, or
@@ -307,4 +313,4 @@ class ALIKED(KeypointModel):
         else:
             state = load_state_dict(resolve_checkpoint(source, config=False).weights)
         model.load_weights(state, strict=strict)
-        return model.eval()
+        return model.eval().set_backend(backend).set_precision(precision)

@@ -22,9 +22,19 @@ from torch import nn
 from ..errors import ConfigError
 from .weights import cache_dir
 
-__all__ = ["BACKENDS", "onnxruntime_available", "export_onnx", "OnnxDense", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "onnxruntime_available",
+    "export_onnx",
+    "OnnxDense",
+    "resolve_backend",
+    "resolve_precision",
+    "cpu_has_bf16",
+]
 
 BACKENDS = ("auto", "torch", "onnxruntime")
+PRECISIONS = ("fp32", "bf16")
 OPSET = 17
 
 
@@ -58,6 +68,36 @@ def resolve_backend(name: str, supported: bool = True) -> str:
             stacklevel=3,
         )
     return "torch"
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bfloat16 arithmetic (x86 avx512_bf16 or AMX; read from
+    /proc/cpuinfo, so False where that file is absent)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str) -> str:
+    """Check ``name``; ``"bf16"`` on a CPU without native bfloat16 warns and gives ``"fp32"``."""
+    if name not in PRECISIONS:
+        from ..errors import closest
+
+        extra = "; int8 is not available yet" if name == "int8" else ""
+        raise ConfigError(
+            f"unknown precision '{name}'{closest(name, PRECISIONS)}; allowed: "
+            f"{', '.join(PRECISIONS)}{extra}"
+        )
+    if name == "bf16" and not cpu_has_bf16():
+        warnings.warn(
+            "this CPU has no native bfloat16 (avx512_bf16 or AMX): bf16 would be slower, "
+            "running fp32",
+            stacklevel=3,
+        )
+        return "fp32"
+    return name
 
 
 class _DenseGraph(nn.Module):

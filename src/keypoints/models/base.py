@@ -37,6 +37,7 @@ class KeypointModel(nn.Module):
         self.config = config.replace(**overrides) if overrides else config
         self.backend = "torch"
         self.nms_backend = "torch"
+        self.precision = "fp32"
         self._onnx = None
 
     def set_backend(self, backend: str = "auto"):
@@ -52,8 +53,24 @@ class KeypointModel(nn.Module):
         self._onnx = None
         return self
 
+    def set_precision(self, precision: str = "fp32"):
+        """``"fp32"`` (default) or ``"bf16"``: the dense network under bfloat16 autocast,
+        channels-last, in torch (faster where the CPU has avx512_bf16 or AMX; elsewhere it
+        warns and stays fp32). Keypoint selection and sampling stay fp32. Returns the model."""
+        from .backends import resolve_precision
+
+        self.precision = resolve_precision(precision)
+        if self.precision == "bf16":
+            self.to(memory_format=torch.channels_last)
+        return self
+
     def dense(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The dense maps of ``image`` on the selected backend."""
+        """The dense maps of ``image`` on the selected backend and precision."""
+        if self.precision == "bf16":
+            image = image.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(image.device.type, dtype=torch.bfloat16):
+                outputs = self.dense_torch(image)
+            return tuple(o.float() for o in outputs)
         if self.backend == "onnxruntime" and image.device.type == "cpu":
             if self._onnx is None:
                 from .backends import OnnxDense

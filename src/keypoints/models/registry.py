@@ -106,7 +106,7 @@ MODELS: dict[str, ModelInfo] = {
     ),
 }
 
-_CACHE: dict[tuple[str, str, str], object] = {}
+_CACHE: dict[tuple[str, str, str, str], object] = {}
 
 
 def list_models() -> list[dict]:
@@ -147,6 +147,7 @@ def load_model(
     model=DEFAULT_MODEL,
     device: str | torch.device | None = None,
     backend: str = "auto",
+    precision: str = "fp32",
     **options,
 ):
     """Resolve ``model`` to a ready detector.
@@ -155,13 +156,14 @@ def load_model(
     folder (the architecture is recognised from its config or key names: SuperPoint, the MIT
     SuperPoint, ALIKED), a Hub id (``namespace/name``), or an already loaded model (returned
     as is). ``backend`` runs a learned model's dense network with ``"torch"``, ``"onnxruntime"``
-    or ``"auto"`` (onnxruntime when installed); it is not applied to a model passed in.
+    or ``"auto"`` (onnxruntime when installed), ``precision`` is ``"fp32"`` or ``"bf16"``; neither
+    is applied to a model passed in.
     ``options`` (``max_keypoints``, ``threshold``, ...) become the returned model's defaults.
     Loaded weights are cached per process, keyed by source, device and backend.
     """
     if isinstance(model, (str, os.PathLike)):
         text = os.fspath(model)
-        key = (text, str(device), backend)
+        key = (text, str(device), backend, precision)
         if key not in _CACHE:
             if text in MODELS:
                 net = MODELS[text].load()
@@ -176,7 +178,9 @@ def load_model(
                 )
             net = net.to(device).eval() if device is not None else net.eval()
             if isinstance(net, KeypointModel):
-                net.set_backend(backend)
+                net.set_backend(backend).set_precision(precision)
+            elif precision != "fp32":
+                raise ConfigError(f"'{text}' runs in OpenCV: precision must be fp32")
             _CACHE[key] = net
         net = _CACHE[key]
     else:

@@ -259,6 +259,7 @@ class SuperPoint(KeypointModel):
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         backend: str = "auto",
+        precision: str = "fp32",
         **overrides,
     ):
         """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
@@ -274,7 +275,7 @@ class SuperPoint(KeypointModel):
         config = SuperPointConfig.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
         model.load_weights(load_state_dict(ckpt.weights), strict=strict)
-        return model.eval().set_backend(backend)
+        return model.eval().set_backend(backend).set_precision(precision)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by

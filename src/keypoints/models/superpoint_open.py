@@ -124,6 +124,7 @@ class SuperPointOpen(KeypointModel):
         *,
         strict: bool = True,
         backend: str = "auto",
+        precision: str = "fp32",
         **overrides,
     ) -> SuperPointOpen:
         """``source`` None downloads (once, then cached) the MIT weights from rpautrat/SuperPoint;
@@ -139,4 +140,4 @@ class SuperPointOpen(KeypointModel):
         else:
             path = resolve_checkpoint(source, config=False).weights
         model.load_weights(load_state_dict(path), strict=strict)
-        return model.eval().set_backend(backend)
+        return model.eval().set_backend(backend).set_precision(precision)
