@@ -35,6 +35,8 @@ CONFIGS = {
     "keypoints-hf onnxruntime": "the same with the dense network and NMS in onnxruntime "
     "(the default when onnxruntime is installed)",
     "keypoints-detect onnxruntime": "keypoints.detect (native API, resize=None), onnxruntime",
+    "keypoints-hf bf16": "the facade in the fast mode: precision='bf16' (bfloat16 autocast, "
+    "channels-last; needs avx512_bf16 or AMX)",
 }
 
 
@@ -73,10 +75,11 @@ def run_config(name: str, checkpoint: str, runs: int, warmup: int, out: str | No
     image = Image.open(IMAGE).convert("RGB")
     sizes = [(image.height, image.width)]
     backend = "onnxruntime" if name.endswith("onnxruntime") else "torch"
+    precision = "bf16" if name.endswith("bf16") else "fp32"
     if name.startswith("keypoints-detect"):
         import keypoints
 
-        model = keypoints.load_model(checkpoint, backend=backend)
+        model = keypoints.load_model(checkpoint, backend=backend, precision=precision)
 
         def call():
             f = keypoints.detect(image, model, resize=None)[0]
@@ -90,7 +93,7 @@ def run_config(name: str, checkpoint: str, runs: int, warmup: int, out: str | No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             processor = lib.AutoImageProcessor.from_pretrained(checkpoint)
-        kwargs = {} if name == "transformers" else {"backend": backend}
+        kwargs = {} if name == "transformers" else {"backend": backend, "precision": precision}
         model = lib.SuperPointForKeypointDetection.from_pretrained(checkpoint, **kwargs).eval()
 
         def call():
