@@ -312,5 +312,4 @@ class ALIKED(KeypointModel):
                 state = load_state_dict(path)
         else:
             state = load_state_dict(resolve_checkpoint(source, config=False).weights)
-        model.load_weights(state, strict=strict)
-        return model.eval().set_backend(backend).set_precision(precision)
+        return model.prepared(state, strict, backend, precision)

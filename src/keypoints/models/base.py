@@ -113,6 +113,12 @@ class KeypointModel(nn.Module):
         """Load a state dict with this model's key names (see :func:`load_checked`)."""
         load_checked(self, state, strict)
 
+    def prepared(self, state, strict: bool, backend: str, precision: str):
+        """Load ``state``, switch to eval mode, set backend and precision: the end of every
+        ``from_pretrained``. Returns the model."""
+        self.load_weights(state, strict=strict)
+        return self.eval().set_backend(backend).set_precision(precision)
+
 
 def load_checked(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
     """Load ``state`` into ``model`` after checking it fits, naming every problem.

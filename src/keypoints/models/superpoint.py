@@ -274,8 +274,7 @@ class SuperPoint(KeypointModel):
         )
         config = SuperPointConfig.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
-        model.load_weights(load_state_dict(ckpt.weights), strict=strict)
-        return model.eval().set_backend(backend).set_precision(precision)
+        return model.prepared(load_state_dict(ckpt.weights), strict, backend, precision)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by

@@ -139,5 +139,4 @@ class SuperPointOpen(KeypointModel):
             )
         else:
             path = resolve_checkpoint(source, config=False).weights
-        model.load_weights(load_state_dict(path), strict=strict)
-        return model.eval().set_backend(backend).set_precision(precision)
+        return model.prepared(load_state_dict(path), strict, backend, precision)
