@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts: one subprocess per configuration (so each peak RSS
-is its own), timing with warm-up, and markdown tables."""
+is its own), timing with warm-up and per-stage breakdowns, the benchmark images, keypoint
+agreement, and markdown tables."""
 
 from __future__ import annotations
 
@@ -10,26 +11,130 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+#: the benchmark images: the guide's cats, then real photos from ../shared/data when present
+IMAGES = [
+    ROOT / "examples" / "cats.png",
+    DATA / "images" / "coco" / "000000004016.png",
+    DATA / "images" / "superglue" / "phototourism" / "london_bridge_19481797_2295892421.jpg",
+    DATA / "images" / "superglue" / "phototourism" / "piazza_san_marco_06795901_3725050516.jpg",
+]
+#: name -> ((height, width), batch size)
+WORKLOADS = {
+    "640x480 b1": ((480, 640), 1),
+    "640x480 b4": ((480, 640), 4),
+    "1024x768 b1": ((768, 1024), 1),
+}
+STAGES = ("preprocess", "network", "nms/keypoints", "descriptors", "post-process")
 
 
-def time_calls(call: Callable[[], object], runs: int, warmup: int) -> dict:
-    """Median and min ms of ``call`` over ``runs`` runs after ``warmup`` runs, and this
-    process's peak RSS in MiB. Returns also the last result under ``result``."""
+def load_images(size: tuple[int, int], count: int) -> list:
+    """``count`` RGB PIL images resized to ``size`` = (height, width) (bilinear), so every
+    configuration sees the same pixels and reports keypoints in the same frame."""
+    from PIL import Image
+
+    paths = [p for p in IMAGES if p.exists()]
+    images = []
+    for i in range(count):
+        with Image.open(paths[i % len(paths)]) as image:
+            rgb = image.convert("RGB")
+        images.append(rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    return images
+
+
+class StageTimer:
+    """Adds the wall time of wrapped callables to named stages (nested wrapped calls count
+    once, in the outermost stage)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = defaultdict(float)
+        self._active = False
+
+    def wrap(self, owner: object, attr: str, stage: str) -> None:
+        """Replace ``owner.attr`` (a function, method or module's ``forward``) by a timed one."""
+        setattr(owner, attr, self.timed(getattr(owner, attr), stage))
+
+    def timed(self, function: Callable, stage: str) -> Callable:
+        """``function`` with its wall time added to ``stage``."""
+
+        def timed(*args, **kwargs):
+            if self._active:
+                return function(*args, **kwargs)
+            self._active = True
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.times[stage] += (time.perf_counter() - start) * 1000
+                self._active = False
+
+        return timed
+
+
+def instrument_keypoints(model, timer: StageTimer) -> None:
+    """Time the stages of our pipeline: preprocessing in ``detect``, the dense maps, NMS and
+    keypoint selection (with sub-pixel refinement), descriptors, building the Features."""
+    from keypoints import detection
+    from keypoints.models import ops
+
+    timer.wrap(model, "dense", "network")
+    timer.wrap(model, "nms", "nms/keypoints")
+    for name in ("select_keypoints", "soft_argmax_refine", "sample_map"):
+        timer.wrap(ops, name, "nms/keypoints")  # sample_map inside a descriptor head: descriptors
+    timer.wrap(ops, "sample_descriptors", "descriptors")
+    if hasattr(model, "desc_head"):
+        timer.wrap(model.desc_head, "forward", "descriptors")
+    timer.wrap(detection, "to_array", "preprocess")
+    timer.wrap(detection, "prepare_image", "preprocess")
+    timer.wrap(detection, "_features", "post-process")
+
+
+def time_calls(
+    call: Callable[[], object], runs: int, warmup: int, timer: StageTimer | None = None
+) -> dict:
+    """Median and min ms of ``call`` over ``runs`` runs after ``warmup`` runs, the median ms
+    of each of ``timer``'s stages (the rest of the time is ``other``), and this process's peak
+    RSS in MiB. Returns also the last result under ``result``."""
     result = None
     for _ in range(warmup):
         result = call()
-    times = []
+    times, stages = [], defaultdict(list)
     for _ in range(runs):
+        if timer:
+            timer.times.clear()
         start = time.perf_counter()
         result = call()
-        times.append((time.perf_counter() - start) * 1000)
+        total = (time.perf_counter() - start) * 1000
+        times.append(total)
+        if timer:
+            for stage in STAGES:
+                stages[stage].append(timer.times.get(stage, 0.0))
+            stages["other"].append(total - sum(timer.times.values()))
     return {
         "median_ms": statistics.median(times),
         "min_ms": min(times),
+        "stages_ms": {k: statistics.median(v) for k, v in stages.items()},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "result": result,
     }
+
+
+def agreement(keypoints, reference, tolerance: float = 0.5) -> float:
+    """Fraction of ``reference`` keypoints ``(N, 2)`` with one of ``keypoints`` ``(M, 2)``
+    within ``tolerance`` pixels (both in the same pixel frame); 1.0 when both are empty."""
+    import torch
+
+    if len(reference) == 0:
+        return 1.0 if len(keypoints) == 0 else 0.0
+    if len(keypoints) == 0:
+        return 0.0
+    distances = torch.cdist(reference.double(), keypoints.double())
+    return float((distances.min(1).values <= tolerance).double().mean())
 
 
 def run_child(script: str, args: Sequence[str]) -> dict:
@@ -51,3 +156,14 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def print_stage_table(rows: dict[tuple[str, str], dict]) -> None:
+    """Per (workload, configuration): median ms per stage per call."""
+    print_table(
+        ("workload", "configuration", *STAGES, "other"),
+        [
+            (workload, name, *(f"{row['stages_ms'].get(s, 0):.1f}" for s in (*STAGES, "other")))
+            for (workload, name), row in rows.items()
+        ],
+    )

