@@ -233,3 +233,47 @@ def test_backends_give_identical_results():
     a = keypoints.detect(str(EXAMPLE), fast, max_keypoints=500)[0]
     b = keypoints.detect(str(EXAMPLE), plain, max_keypoints=500)[0]
     assert torch.equal(a.keypoints, b.keypoints) and torch.equal(a.descriptors, b.descriptors)
+
+
+def full_feature_map(model, image):
+    """The reference's dense path: every scale upsampled to full resolution, concatenated, fed
+    to the whole score head and L2-normalised (what FeatureMaps avoids building)."""
+    scores, *levels = model.dense_torch(image)
+    up = {"mode": "bilinear", "align_corners": True}
+    full = torch.cat(
+        [levels[0]]
+        + [F.interpolate(x, scale_factor=f, **up) for x, f in zip(levels[1:], (2, 8, 32))],
+        dim=1,
+    )
+    left, _, top, _ = model.padding(*image.shape[-2:])
+    crop = (slice(top, top + image.shape[-2]), slice(left, left + image.shape[-1]))
+    reference_scores = torch.sigmoid(model.score_head(full))[:, 0, crop[0], crop[1]]
+    features = F.normalize(full, p=2, dim=1)[:, :, crop[0], crop[1]]
+    return scores, reference_scores, levels, features
+
+
+@pytest.mark.parametrize("size", [(64, 96), (45, 77)])
+def test_sparse_features_equal_the_full_map(size):
+    """The score head applied per scale equals it on the upsampled concatenation, and
+    FeatureMaps.at/.sample equal indexing/bilinear sampling of the full normalised map."""
+    from keypoints.models.aliked import FeatureMaps
+    from keypoints.models.ops import sample_map
+
+    model = keypoints.load_model("aliked-n16", backend="torch")
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, *size)
+    with torch.inference_mode():
+        scores, reference_scores, levels, full = full_feature_map(model, image)
+        torch.testing.assert_close(scores, reference_scores, atol=1e-5, rtol=0)
+        left, _, top, _ = model.padding(*size)
+        maps = FeatureMaps(tuple(levels), (left, top), size)
+        height, width = size
+        x = torch.randint(0, width, (2, 50))
+        y = torch.randint(0, height, (2, 50))
+        expected = torch.stack([full[b, :, y[b], x[b]].T for b in range(2)])
+        torch.testing.assert_close(maps.at(x, y), expected, atol=1e-5, rtol=0)
+        # sub-pixel positions, some outside the image (zeros there, as grid_sample)
+        positions = torch.rand(2, 60, 2) * torch.tensor([width + 4.0, height + 4.0]) - 2
+        torch.testing.assert_close(
+            maps.sample(positions), sample_map(full, positions), atol=1e-5, rtol=0
+        )
