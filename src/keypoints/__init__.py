@@ -16,6 +16,7 @@ from .errors import (
     WeightsError,
     WeightsNotFoundError,
 )
+from .extract import extract
 from .features import Features, Matches
 from .hf import (
     AutoConfig,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "detect",
+    "extract",
     "Features",
     "plot_keypoints",
     "plot_matches",

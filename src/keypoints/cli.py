@@ -376,6 +376,128 @@ def eval_homography(
     click.echo(f"wrote {output}/summary.md, {output}/metrics.json, {output}/mma.png")
 
 
+@cli.command()
+@click.argument("images")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The HDF5 file (hloc's layout). Images already in it are skipped.",
+)
+@click.option("-m", "--model", default="aliked-n16", show_default=True,
+              help="Model name (see `keypoints models`) or checkpoint.")  # fmt: skip
+@click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")
+@_threshold_option
+@click.option("--nms-radius", type=int, help="Non-maximum suppression radius (model default).")
+@_resize_option("1024")
+@click.option("--half-descriptors", is_flag=True, help="Store descriptors as float16.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Background threads decoding and resizing images while the model computes.",
+)
+@click.option("--overwrite", is_flag=True, help="Recompute images already in the output.")
+@click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu).")
+@_backend_option
+@_precision_option
+@click.option("--shard-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per shard (a kill loses at most one shard of work).")  # fmt: skip
+def extract(images, output, model, max_keypoints, threshold, nms_radius, resize,
+            half_descriptors, workers, overwrite, device, backend, precision,
+            shard_size):  # fmt: skip
+    """Extract features of IMAGES (a folder, searched recursively, or a text file of paths)
+    into one HDF5 file that hloc reads. Resumable: rerun the same command after an
+    interruption and it finishes the job."""
+    from .extract import extract_report
+
+    report = extract_report(
+        images, output, model, resize=resize, half_descriptors=half_descriptors,
+        workers=workers, overwrite=overwrite, shard_size=shard_size, device=device,
+        backend=backend, precision=precision, progress=sys.stderr.isatty(),
+        max_keypoints=max_keypoints, threshold=threshold, nms_radius=nms_radius,
+    )  # fmt: skip
+    rate = report.extracted / report.seconds if report.seconds else 0.0
+    click.echo(
+        f"extracted {report.extracted} image(s), skipped {report.skipped} already in "
+        f"{output}, {len(report.errors)} bad ({rate:.1f} images/s)"
+    )
+    for name, reason in report.errors:
+        click.echo(f"  bad image {name}: {reason}", err=True)
+    if report.errors:  # the rest is done; the exit code tells scripts that some were bad
+        click.echo(f"bad images listed in {output}.errors.txt", err=True)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _pairs_from(source, pairs_file, exhaustive, sequential):
+    """Pairs from --pairs FILE, --exhaustive or --sequential K over the names of SOURCE (a
+    features file, an image folder or a text file of paths)."""
+    from .pairs import exhaustive_pairs, read_pairs, sequential_pairs
+
+    chosen = [pairs_file is not None, exhaustive, sequential is not None]
+    if sum(chosen) != 1:
+        raise ConfigError("choose exactly one of --pairs FILE, --exhaustive, --sequential K")
+    if pairs_file is not None:
+        return read_pairs(pairs_file)
+    if str(source).endswith((".h5", ".hdf5")):
+        from .io.hloc import list_names
+
+        names = list_names(source)
+    else:
+        from .extract import list_images
+
+        names = list_images(source)[1]
+    return exhaustive_pairs(names) if exhaustive else sequential_pairs(names, sequential)
+
+
+_pairs_options = [
+    click.option("--exhaustive", is_flag=True, help="Every pair of images."),
+    click.option("--sequential", type=int, metavar="K", help="Each image with the K next ones."),
+]
+
+
+@cli.command("pairs")
+@click.argument("source")
+@_pairs_options[0]
+@_pairs_options[1]
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Text file, one 'name0 name1' per line (hloc's format).")  # fmt: skip
+def pairs_command(source, exhaustive, sequential, output):
+    """Write the image pairs of SOURCE (features .h5, image folder or list of paths)."""
+    from .pairs import write_pairs
+
+    pairs = _pairs_from(source, None, exhaustive, sequential)
+    write_pairs(pairs, output)
+    click.echo(f"wrote {len(pairs)} pairs to {output}")
+
+
+@cli.command("match-pairs")
+@click.argument("features", type=click.Path(dir_okay=False))
+@click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False),
+              help="Text file of pairs, one 'name0 name1' per line.")  # fmt: skip
+@_pairs_options[0]
+@_pairs_options[1]
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The matches .h5 (hloc's layout); pairs already in it are skipped.")  # fmt: skip
+@click.option("--ratio", type=float, help="Lowe's ratio test threshold, in (0, 1].")
+@click.option("--max-distance", type=float, help="Drop matches farther than this.")
+@click.option("--overwrite", is_flag=True, help="Recompute pairs already in the output.")
+def match_pairs_command(features, pairs_file, exhaustive, sequential, output, ratio,
+                        max_distance, overwrite):  # fmt: skip
+    """Match image pairs of FEATURES (from `keypoints extract`) by mutual nearest neighbour
+    into OUTPUT, in hloc's matches layout."""
+    from .pairs import match_pairs
+
+    pairs = _pairs_from(features, pairs_file, exhaustive, sequential)
+    _, matched, skipped = match_pairs(
+        features, pairs, output, ratio=ratio, max_distance=max_distance, overwrite=overwrite,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    click.echo(f"matched {matched} pair(s), skipped {skipped} already in {output}")
+
+
 @cli.group("export")
 def export_group():
     """Export models to other runtimes."""

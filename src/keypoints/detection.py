@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from .image import (
 from .models.base import KeypointModel
 from .models.registry import DEFAULT_MODEL, load_model
 
-__all__ = ["detect", "prepare_image"]
+__all__ = ["detect", "prepare", "prepare_image", "run_prepared", "Prepared"]
 
 
 def prepare_image(
@@ -103,18 +104,47 @@ def detect(
     results: list[Features] = []
     # Work through the input in chunks so memory stays bounded.
     for start in range(0, len(items), batch_size):
-        arrays = [to_array(x, max_pixels=max_pixels) for x in items[start : start + batch_size]]
-        if isinstance(net, KeypointModel):
-            results.extend(_detect_torch(net, arrays, resize, options))
-        else:
-            results.extend(_detect_opencv(net, a, resize, options) for a in arrays)
+        chunk = items[start : start + batch_size]
+        prepared = [prepare(net, to_array(x, max_pixels=max_pixels), resize) for x in chunk]
+        results.extend(run_prepared(net, prepared, options))
     return results
 
 
-def _features(net, keypoints, scores, descriptors, array, size) -> Features:
-    height, width = array.shape[:2]
+@dataclass(frozen=True)
+class Prepared:
+    """An image ready for a model: ``image`` float32 (grayscale ``(H', W')``, RGB
+    ``(H', W', 3)``; uint8 for OpenCV models) resized and padded as the model needs, ``size`` =
+    (height, width) of its valid region, ``original`` = (height, width) of the decoded image."""
+
+    image: np.ndarray
+    size: tuple[int, int]
+    original: tuple[int, int]
+
+
+def prepare(net, array: np.ndarray, resize: int | Sequence[int] | None) -> Prepared:
+    """The model-specific preprocessing of a decoded ``(H, W, C)`` array (from
+    :func:`keypoints.image.to_array`); pure numpy, safe to run in worker threads."""
+    original = (int(array.shape[0]), int(array.shape[1]))
+    if isinstance(net, KeypointModel):
+        image, size = prepare_image(array, resize, net.pad_multiple, net.input_channels)
+        return Prepared(image, size, original)
+    # OpenCV detectors see the 8-bit grayscale image
+    gray, size = prepare_image(array, resize, multiple=1, channels=1)
+    return Prepared(np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8), size, original)
+
+
+def run_prepared(net, prepared: Sequence[Prepared], options: dict) -> list[Features]:
+    """Detect on prepared images (see :func:`prepare`), in input order. For learned models,
+    images of equal prepared size share a forward pass."""
+    if not isinstance(net, KeypointModel):
+        return [_detect_opencv(net, p, options) for p in prepared]
+    return _detect_torch(net, prepared, options)
+
+
+def _features(net, keypoints, scores, descriptors, item: Prepared) -> Features:
+    height, width = item.original
     return Features(
-        keypoints=scale_keypoints_back(keypoints, size, (height, width)).to(torch.float32),
+        keypoints=scale_keypoints_back(keypoints, item.size, (height, width)).to(torch.float32),
         scores=scores,
         descriptors=descriptors,
         image_size=(width, height),
@@ -123,17 +153,16 @@ def _features(net, keypoints, scores, descriptors, array, size) -> Features:
     )
 
 
-def _detect_torch(net, arrays, resize, options) -> list[Features]:
-    """Images of equal processed size share a forward pass."""
-    prepared = [prepare_image(a, resize, net.pad_multiple, net.input_channels) for a in arrays]
+def _detect_torch(net, prepared: Sequence[Prepared], options) -> list[Features]:
+    """Images of equal prepared size share a forward pass."""
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-    for i, (image, _) in enumerate(prepared):
-        groups[image.shape].append(i)
-    out_list: list[Features | None] = [None] * len(arrays)
+    for i, item in enumerate(prepared):
+        groups[item.image.shape].append(i)
+    out_list: list[Features | None] = [None] * len(prepared)
     for indices in groups.values():
-        batch = torch.from_numpy(np.stack([prepared[i][0] for i in indices]))
+        batch = torch.from_numpy(np.stack([prepared[i].image for i in indices]))
         batch = batch[:, None] if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
-        sizes = torch.tensor([prepared[i][1] for i in indices], device=net.device)
+        sizes = torch.tensor([prepared[i].size for i in indices], device=net.device)
         with torch.inference_mode():
             out = net.extract(batch.to(device=net.device, dtype=net.dtype), sizes, **options)
         counts = out["mask"].sum(1).tolist()
@@ -144,17 +173,13 @@ def _detect_torch(net, arrays, resize, options) -> list[Features]:
                 out["keypoints"][j, :n].float().cpu(),
                 out["scores"][j, :n].float().cpu(),
                 out["descriptors"][j, :n].float().cpu(),
-                arrays[i],
-                prepared[i][1],
+                prepared[i],
             )
     return out_list  # type: ignore[return-value]
 
 
-def _detect_opencv(net, array, resize, options) -> Features:
-    """OpenCV detectors see the 8-bit grayscale image."""
-    gray, size = prepare_image(array, resize, multiple=1, channels=1)
-    gray8 = np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8)
-    kpts, scores, desc = net.detect_image(gray8, **options)
+def _detect_opencv(net, item: Prepared, options) -> Features:
+    kpts, scores, desc = net.detect_image(item.image, **options)
     return _features(
-        net, torch.from_numpy(kpts), torch.from_numpy(scores), torch.from_numpy(desc), array, size
+        net, torch.from_numpy(kpts), torch.from_numpy(scores), torch.from_numpy(desc), item
     )

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "concat_padded",
     "cells_to_heatmap",
     "max_pool",
     "simple_nms",
@@ -152,6 +153,21 @@ def sample_descriptors(
     )
     sampled = F.normalize(sampled.reshape(batch, channels, -1), p=2, dim=1)
     return sampled.transpose(1, 2)
+
+
+def concat_padded(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate batched, padded extraction outputs (``keypoints (B, N, 2)``, ``scores``,
+    ``descriptors``, ``mask (B, N)``) along the batch, zero-padding N to the largest."""
+    n = max(o["mask"].shape[1] for o in outputs)
+    result = {}
+    for key in outputs[0]:
+        parts = []
+        for o in outputs:
+            value = o[key]
+            pad = [0, 0] * (value.ndim - 2) + [0, n - value.shape[1]]
+            parts.append(F.pad(value, pad) if n > value.shape[1] else value)
+        result[key] = torch.cat(parts)
+    return result
 
 
 def sample_map(dense: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .features import Features
+from ..errors import ConfigError
+from ..features import Features
 
 __all__ = ["atomic_write", "save_features", "load_features", "FORMATS"]
 
@@ -27,6 +27,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:  # on disk before it takes the final name
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
