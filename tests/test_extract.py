@@ -179,3 +179,22 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
     for name in expected:
         for key in expected[name]:
             np.testing.assert_array_equal(got[name][key], expected[name][key])
+
+
+def test_ray_engine_gives_the_local_result(image_dir, tmp_path):
+    """A local Ray instance, two model actors, one shard per block of 2 images."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'keypoints[ray]')")
+    (image_dir / "broken.jpg").write_bytes(b"not a jpeg")
+    local = extract_report(image_dir, tmp_path / "local.h5", progress=False, **OPTIONS)
+    ray = extract_report(image_dir, tmp_path / "ray.h5", engine="ray", workers=2, shard_size=2,
+                         progress=False, **OPTIONS)  # fmt: skip
+    assert ray.extracted == local.extracted == 5
+    assert [n for n, _ in ray.errors] == [n for n, _ in local.errors] == ["broken.jpg"]
+    got, expected = read_all(tmp_path / "ray.h5"), read_all(tmp_path / "local.h5")
+    assert got.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name]["keypoints"], expected[name]["keypoints"])
+        np.testing.assert_array_equal(got[name]["image_size"], expected[name]["image_size"])
+        # actors run torch on one thread, this process on two: sums in another order
+        for key in ("scores", "descriptors"):
+            np.testing.assert_allclose(got[name][key], expected[name][key], atol=1e-5, rtol=0)

@@ -405,9 +405,16 @@ def eval_homography(
 @_precision_option
 @click.option("--shard-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per shard (a kill loses at most one shard of work).")  # fmt: skip
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="ray: a Ray Data pipeline (`pip install \"keypoints[ray]\"`), --workers "
+              "model actors.")  # fmt: skip
+@click.option("--address", default=None,
+              help="Ray cluster address (default: RAY_ADDRESS, else a local Ray "
+              "instance).")  # fmt: skip
 def extract(images, output, model, max_keypoints, threshold, nms_radius, resize,
             half_descriptors, workers, overwrite, device, backend, precision,
-            shard_size):  # fmt: skip
+            shard_size, engine, address):  # fmt: skip
     """Extract features of IMAGES (a folder, searched recursively, or a text file of paths)
     into one HDF5 file that hloc reads. Resumable: rerun the same command after an
     interruption and it finishes the job."""
@@ -416,6 +423,7 @@ def extract(images, output, model, max_keypoints, threshold, nms_radius, resize,
     report = extract_report(
         images, output, model, resize=resize, half_descriptors=half_descriptors,
         workers=workers, overwrite=overwrite, shard_size=shard_size, device=device,
+        engine=engine, address=address,
         backend=backend, precision=precision, progress=sys.stderr.isatty(),
         max_keypoints=max_keypoints, threshold=threshold, nms_radius=nms_radius,
     )  # fmt: skip
@@ -496,6 +504,36 @@ def match_pairs_command(features, pairs_file, exhaustive, sequential, output, ra
         progress=sys.stderr.isatty(),
     )  # fmt: skip
     click.echo(f"matched {matched} pair(s), skipped {skipped} already in {output}")
+
+
+@cli.command("colmap")
+@click.argument("features", type=click.Path(dir_okay=False))
+@click.argument("matches", type=click.Path(dir_okay=False))
+@click.option("--database", required=True, type=click.Path(dir_okay=False),
+              help="The COLMAP database to create (.db).")  # fmt: skip
+@click.option("--image-dir", type=click.Path(file_okay=False),
+              help="The images' root folder: cameras from EXIF (COLMAP's importer); without "
+              "it, one camera per image from its size.")  # fmt: skip
+@click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False),
+              help="Only these pairs (default: every pair in MATCHES).")  # fmt: skip
+@click.option("--no-verify", is_flag=True, help="Skip COLMAP's geometric verification.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing database.")
+def colmap_command(features, matches, database, image_dir, pairs_file, no_verify, overwrite):
+    """Import FEATURES and MATCHES (hloc layout) into a COLMAP database for
+    pycolmap.incremental_mapping (needs `pip install "keypoints[colmap]"`)."""
+    from .io.colmap import import_colmap
+    from .pairs import read_pairs
+
+    result = import_colmap(
+        features, matches, database, image_dir=image_dir,
+        pairs=read_pairs(pairs_file) if pairs_file else None, verify=not no_verify,
+        overwrite=overwrite,
+    )  # fmt: skip
+    click.echo(
+        f"wrote {database}: {result.images} images, {result.keypoints} keypoints, "
+        f"{result.matched_pairs} matched pairs ({result.matches} matches), "
+        f"{result.verified_pairs} verified pairs"
+    )
 
 
 @cli.group("export")

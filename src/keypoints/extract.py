@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -130,6 +131,8 @@ def extract_report(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: bool = True,
     root: str | os.PathLike | None = None,
+    engine: str = "local",
+    address: str | None = None,
     **options,
 ) -> ExtractReport:
     """Extract and describe keypoints of many images into one HDF5 file.
@@ -149,6 +152,10 @@ def extract_report(
         device, backend, precision, max_pixels: as in :func:`keypoints.detect`.
         progress: show a progress bar (images/s and ETA).
         root: names are paths relative to it (default: the folder, or the text file's folder).
+        engine: ``"local"`` (this process) or ``"ray"``: a Ray Data pipeline, one shard per
+            block, on a local Ray instance or the cluster at ``address`` (or ``RAY_ADDRESS``);
+            ``workers`` is then the number of model actors. Shards must be on storage all
+            nodes can write (the output's folder). Needs ``pip install "keypoints[ray]"``.
         **options: model options (``max_keypoints``, ``threshold``, ``nms_radius``).
 
     Returns:
@@ -168,7 +175,9 @@ def extract_report(
         net.config.replace(**options)  # validate once, before any work
     config = json.dumps(
         {
-            "model": str(model),
+            "model": str(getattr(net, "name", model))
+            if not isinstance(model, (str, os.PathLike))
+            else str(model),
             "options": options,
             "resize": resize,
             "half_descriptors": half_descriptors,
@@ -184,27 +193,76 @@ def extract_report(
     todo = [n for n in names if n not in done]
     report = ExtractReport(output, skipped=len(names) - len(todo))
 
-    def load(name: str) -> Prepared:
-        array = to_array(str(image_root / name), max_pixels=max_pixels)
-        return prepare(net, array, resize)
+    settings = _Settings(
+        model=json.loads(config)["model"], device=device, backend=backend, precision=precision,
+        options=options, resize=resize, half_descriptors=half_descriptors,
+        max_pixels=max_pixels, root=str(image_root), parts=str(parts), config=config,
+    )  # fmt: skip
+    if engine == "local":
+        errors = _Extractor(settings, net).run(todo, shard_size, workers, progress)
+    elif engine == "ray":
+        from .extract_ray import run_ray
 
-    with _ShardWriter(parts, config, shard_size) as writer:
-        for name, item in _progress(_prefetch(load, todo, workers), len(todo), progress):
-            if isinstance(item, BaseException):
-                report.errors.append((name, _reason(item)))
-                continue
-            try:
-                features = run_prepared(net, [item], options)[0]
-            except KeypointsError as error:
-                report.errors.append((name, _reason(error)))
-                continue
-            writer.add(name, features, half_descriptors)
-            report.extracted += 1
+        errors = run_ray(settings, todo, shard_size, max(1, workers), address, progress)
+    else:
+        raise ConfigError(f"unknown engine '{engine}'; available: local, ray")
+    report.errors = errors
+    report.extracted = len(todo) - len(errors)
 
     _merge(output, parts, config, keep_output)
     _write_errors(output, report.errors)
     report.seconds = time.perf_counter() - start_time
     return report
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Everything a worker (a thread here or a Ray actor elsewhere) needs; plain values."""
+
+    model: str
+    device: str | None
+    backend: str
+    precision: str
+    options: dict
+    resize: int | Sequence[int] | None
+    half_descriptors: bool
+    max_pixels: int | None
+    root: str
+    parts: str
+    config: str
+
+
+class _Extractor:
+    """Holds a loaded model; extracts lists of image names into shard files."""
+
+    def __init__(self, settings: _Settings, net=None) -> None:
+        self.settings = settings
+        self.net = net or load_model(settings.model, settings.device, settings.backend,
+                                     settings.precision)  # fmt: skip
+
+    def load(self, name: str) -> Prepared:
+        s = self.settings
+        array = to_array(str(Path(s.root) / name), max_pixels=s.max_pixels)
+        return prepare(self.net, array, s.resize)
+
+    def run(self, names: list[str], shard_size: int, workers: int = 0,
+            progress: bool = False) -> list[tuple[str, str]]:  # fmt: skip
+        """Extract ``names`` (decoding in ``workers`` threads) into shards of ``shard_size``
+        images; returns the bad images with the reason."""
+        s, errors = self.settings, []
+        with _ShardWriter(Path(s.parts), s.config, shard_size) as writer:
+            for name, item in _progress(_prefetch(self.load, names, workers), len(names),
+                                        progress):  # fmt: skip
+                if isinstance(item, BaseException):
+                    errors.append((name, _reason(item)))
+                    continue
+                try:
+                    features = run_prepared(self.net, [item], s.options)[0]
+                except KeypointsError as error:
+                    errors.append((name, _reason(error)))
+                    continue
+                writer.add(name, features, s.half_descriptors)
+        return errors
 
 
 # steps -----------------------------------------------------------------------------------------
@@ -263,11 +321,10 @@ class _ShardWriter:
     def add(self, name: str, features, half_descriptors: bool) -> None:
         if self.file is None:
             self.parts.mkdir(parents=True, exist_ok=True)
-            index = len(list(self.parts.glob("shard-*.h5")))
-            while (self.parts / f"shard-{index:06d}.h5").exists():
-                index += 1
-            self.final = self.parts / f"shard-{index:06d}.h5"
-            self.tmp = self.parts / f"shard-{index:06d}.h5.tmp"
+            # unique across processes and machines (Ray actors write side by side)
+            stem = f"shard-{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+            self.final = self.parts / f"{stem}.h5"
+            self.tmp = self.parts / f"{stem}.h5.tmp"
             self.file = h5py.File(self.tmp, "w")
             self.file.attrs[CONFIG_ATTR] = self.config
         write_features(self.file, name, features, half_descriptors)

@@ -1,0 +1,191 @@
+"""Import features and matches (hloc layout) into a COLMAP database with pycolmap, ready for
+``pycolmap.incremental_mapping``. pycolmap is optional: ``pip install "keypoints[colmap]"``.
+
+COLMAP puts pixel centres at half-integers (the top-left pixel spans [0, 1]), we put them at
+integers: keypoints get +0.5 here, the one place the conventions meet.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import ConfigError, ImageNotFoundError, KeypointsError
+from .hloc import list_names, pair_name
+
+__all__ = ["import_colmap", "ColmapImport", "matched_pairs"]
+
+#: COLMAP's prior focal length when nothing better is known: 1.2 x the longest side
+DEFAULT_FOCAL_FACTOR = 1.2
+
+
+@dataclass
+class ColmapImport:
+    """Counts of what :func:`import_colmap` wrote."""
+
+    database: Path
+    images: int
+    keypoints: int
+    matched_pairs: int
+    matches: int
+    verified_pairs: int
+
+
+def _pycolmap():
+    try:
+        import pycolmap
+    except ImportError:
+        raise ConfigError(
+            "the COLMAP import needs pycolmap: pip install 'keypoints[colmap]'"
+        ) from None
+    return pycolmap
+
+
+def matched_pairs(matches: str | os.PathLike, names: list[str]) -> list[tuple[str, str]]:
+    """The ``(name0, name1)`` pairs stored in a matches file (hloc's ``name0/name1`` groups,
+    '/' inside names replaced by '-'), mapped back to the image ``names``."""
+    by_key: dict[str, str] = {}
+    for name in names:
+        key = name.replace("/", "-")
+        if key in by_key:
+            raise KeypointsError(
+                f"images '{by_key[key]}' and '{name}' have the same pair key '{key}' in hloc's "
+                "layout; pass the pairs file instead"
+            )
+        by_key[key] = name
+    pairs = []
+    with h5py.File(matches, "r") as file:
+        for key0, group in file.items():
+            for key1, pair in group.items():
+                if isinstance(pair, h5py.Group) and "matches0" in pair:
+                    if key0 not in by_key or key1 not in by_key:
+                        raise KeypointsError(f"{matches}: pair {key0}/{key1} names unknown images")
+                    pairs.append((by_key[key0], by_key[key1]))
+    return pairs
+
+
+def import_colmap(
+    features: str | os.PathLike,
+    matches: str | os.PathLike,
+    database: str | os.PathLike,
+    *,
+    image_dir: str | os.PathLike | None = None,
+    pairs: list[tuple[str, str]] | None = None,
+    camera_model: str = "SIMPLE_RADIAL",
+    single_camera: bool = False,
+    verify: bool = True,
+    overwrite: bool = False,
+) -> ColmapImport:
+    """Write cameras, images, keypoints and matches into a new COLMAP database.
+
+    Args:
+        features: features file (``keypoints extract`` or hloc).
+        matches: matches file (``keypoints match-pairs`` or hloc).
+        database: the ``.db`` to create (refused when it exists, unless ``overwrite``).
+        image_dir: the images' root folder. When given, COLMAP's own importer reads the image
+            files (cameras from the EXIF focal length when present, else 1.2 x the longest
+            side); without it, one camera per image from ``image_size`` with that default focal
+            length.
+        pairs: the pairs to import (default: every pair in ``matches``).
+        camera_model: COLMAP camera model for cameras made from ``image_size``.
+        single_camera: one camera shared by all images (a video or a single camera; all
+            images must have the same size).
+        verify: run COLMAP's geometric verification (two-view geometries), which
+            ``pycolmap.incremental_mapping`` needs.
+
+    Returns:
+        :class:`ColmapImport` with the counts read back from the database.
+    """
+    pycolmap = _pycolmap()
+    features, matches, database = Path(features), Path(matches), Path(database)
+    for path in (features, matches):
+        if not path.is_file():
+            raise ImageNotFoundError(f"{path}: no such file")
+    if database.exists():
+        if not overwrite:
+            raise ConfigError(f"{database} exists; pass --overwrite to replace it")
+        database.unlink()
+    names = list_names(features)
+    pairs = matched_pairs(matches, names) if pairs is None else pairs
+    database.parent.mkdir(parents=True, exist_ok=True)
+
+    # 1. cameras and images
+    if image_dir is not None:
+        if not Path(image_dir).is_dir():
+            raise ImageNotFoundError(f"{image_dir}: no such image folder")
+        pycolmap.Database.open(database).close()  # the importer needs an existing database
+        mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.AUTO
+        pycolmap.import_images(database, image_dir, camera_mode=mode, image_names=names)
+    database_handle = pycolmap.Database.open(database)
+    try:
+        ids, cameras = {}, {}
+        with h5py.File(features, "r") as file:
+            for name in names:
+                if image_dir is None:
+                    size = tuple(int(v) for v in file[name]["image_size"][()])
+                    if single_camera and cameras and size not in cameras:
+                        raise ConfigError(
+                            f"single_camera: {name} is {size[0]}x{size[1]}, other images are "
+                            f"{next(iter(cameras))[0]}x{next(iter(cameras))[1]}"
+                        )
+                    if size not in cameras or not single_camera:
+                        cameras[size] = _write_camera(pycolmap, database_handle, size,
+                                                      camera_model)  # fmt: skip
+                    image = pycolmap.Image(name=name, camera_id=cameras[size])
+                    ids[name] = database_handle.write_image(image)
+                else:
+                    image = database_handle.read_image_with_name(name)
+                    if image is None:
+                        raise ImageNotFoundError(f"{name} was not found in {image_dir}")
+                    ids[name] = image.image_id
+                # 2. keypoints, in COLMAP's convention (pixel centres at +0.5)
+                keypoints = file[name]["keypoints"][()].astype(np.float32) + 0.5
+                database_handle.write_keypoints(ids[name], keypoints)
+        # 3. matches
+        total = 0
+        with h5py.File(matches, "r") as file:
+            for name0, name1 in pairs:
+                key = pair_name(name0, name1)
+                if key not in file:
+                    raise KeypointsError(f"no matches for the pair ({name0}, {name1}) in {matches}")
+                matches0 = file[key]["matches0"][()]
+                valid = np.flatnonzero(matches0 > -1)
+                pair_matches = np.stack([valid, matches0[valid]], axis=1).astype(np.uint32)
+                database_handle.write_matches(ids[name0], ids[name1], pair_matches)
+                total += len(pair_matches)
+    finally:
+        database_handle.close()
+
+    # 4. geometric verification (COLMAP's two-view geometries)
+    if verify and pairs:
+        with tempfile.TemporaryDirectory() as tmp:
+            listing = Path(tmp) / "pairs.txt"
+            listing.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+            pycolmap.verify_matches(database, listing)
+
+    handle = pycolmap.Database.open(database)
+    try:
+        return ColmapImport(
+            database=database,
+            images=handle.num_images(),
+            keypoints=handle.num_keypoints(),
+            matched_pairs=handle.num_matched_image_pairs(),
+            matches=total,
+            verified_pairs=handle.num_verified_image_pairs(),
+        )
+    finally:
+        handle.close()
+
+
+def _write_camera(pycolmap, database, size: tuple[int, int], model: str) -> int:
+    """A camera of ``size`` = (width, height) with COLMAP's default focal length."""
+    width, height = size
+    focal = DEFAULT_FOCAL_FACTOR * max(width, height)
+    camera = pycolmap.Camera.create_from_model_name(0, model, focal, width, height)
+    camera.has_prior_focal_length = False
+    return database.write_camera(camera)
