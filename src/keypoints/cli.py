@@ -516,9 +516,11 @@ def match_pairs_command(features, pairs_file, exhaustive, sequential, output, ra
               "it, one camera per image from its size.")  # fmt: skip
 @click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False),
               help="Only these pairs (default: every pair in MATCHES).")  # fmt: skip
+@click.option("--single-camera", is_flag=True, help="One camera shared by all images.")
 @click.option("--no-verify", is_flag=True, help="Skip COLMAP's geometric verification.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing database.")
-def colmap_command(features, matches, database, image_dir, pairs_file, no_verify, overwrite):
+def colmap_command(features, matches, database, image_dir, pairs_file, single_camera,
+                   no_verify, overwrite):  # fmt: skip
     """Import FEATURES and MATCHES (hloc layout) into a COLMAP database for
     pycolmap.incremental_mapping (needs `pip install "keypoints[colmap]"`)."""
     from .io.colmap import import_colmap
@@ -526,8 +528,8 @@ def colmap_command(features, matches, database, image_dir, pairs_file, no_verify
 
     result = import_colmap(
         features, matches, database, image_dir=image_dir,
-        pairs=read_pairs(pairs_file) if pairs_file else None, verify=not no_verify,
-        overwrite=overwrite,
+        pairs=read_pairs(pairs_file) if pairs_file else None, single_camera=single_camera,
+        verify=not no_verify, overwrite=overwrite,
     )  # fmt: skip
     click.echo(
         f"wrote {database}: {result.images} images, {result.keypoints} keypoints, "

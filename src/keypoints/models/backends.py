@@ -216,8 +216,10 @@ def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
 
             atomic_write(path, write)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        # idle onnxruntime threads must not spin: torch runs the next steps on the same cores
+        # One thread, the caller's: an onnxruntime thread pool beside torch's OpenMP threads
+        # slowed the next torch convolutions by half (measured: bf16 SuperPoint dense 180 ms
+        # after a 2-thread NMS, 120 ms after a 1-thread one), and the NMS itself is faster so.
+        options.intra_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         _NMS_SESSIONS[radius] = session
