@@ -158,6 +158,46 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("| " + " | ".join(row) + " |")
 
 
+def report(rows: dict[tuple[str, str], dict], meta: dict, title: str, as_json: bool,
+           with_diff: bool, descriptions: dict[str, str]) -> None:  # fmt: skip
+    """Print the results as JSON, or as the title, the results and stage tables and the
+    descriptions of the configurations that ran."""
+    if as_json:
+        results = [{"workload": w, "configuration": n, **r} for (w, n), r in rows.items()]
+        print(json.dumps({"meta": meta, "results": results}, indent=2))
+        return
+    print(title + "\n")
+    print_results_table(rows, with_diff)
+    print("\nMedian ms per image in each stage:\n")
+    print_stage_table(rows)
+    ran = {name for _, name in rows}
+    print("\n" + "\n".join(f"- {k}: {v}" for k, v in descriptions.items() if k in ran))
+
+
+def print_results_table(rows: dict[tuple[str, str], dict], with_diff: bool) -> None:
+    """Per (workload, configuration): median and min ms per image, the speed-ups against the
+    reference (by medians and by minima), keypoint agreement, optionally the max abs diff,
+    keypoints per image and peak RSS."""
+
+    def fmt(value, spec: str, suffix: str = "") -> str:
+        return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+    header = ["workload", "configuration", "median ms", "min ms", "speed-up (median)",
+              "speed-up (min)", "keypoint agreement", "keypoints", "peak RSS MiB"]  # fmt: skip
+    if with_diff:
+        header.insert(7, "max abs diff")
+    table = []
+    for (workload, name), row in rows.items():
+        cells = [workload, name, fmt(row["median_ms"], ".0f"), fmt(row["min_ms"], ".0f"),
+                 fmt(row["ratio"], ".2f", "x"), fmt(row["ratio_min"], ".2f", "x"),
+                 fmt(row["agreement"], ".3f"), fmt(row["keypoints"], ".0f"),
+                 fmt(row["peak_rss_mib"], ".0f")]  # fmt: skip
+        if with_diff:
+            cells.insert(7, fmt(row["max_abs_diff"], ".1e"))
+        table.append(cells)
+    print_table(header, table)
+
+
 def print_stage_table(rows: dict[tuple[str, str], dict]) -> None:
     """Per (workload, configuration): median ms per stage per call."""
     print_table(

@@ -29,8 +29,7 @@ from _common import (
     agreement,
     instrument_keypoints,
     load_images,
-    print_stage_table,
-    print_table,
+    report,
     run_child,
     time_calls,
 )
@@ -166,37 +165,12 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    if args.json:
-        results = [{"workload": w, "configuration": n, **r} for (w, n), r in rows.items()]
-        print(json.dumps({"meta": meta, "results": results}, indent=2))
-        return
-    print(
+    title = (
         f"{args.model} end to end, max_keypoints={args.max_keypoints}, threshold={THRESHOLD}, "
         f"{args.runs} runs after {args.warmup} warm-up, torch {meta['torch']}, "
-        f"{meta['threads']} threads; ms per image\n"
+        f"{meta['threads']} threads; ms per image"
     )
-    header = ("workload", "configuration", "median ms", "min ms", "speed-up (median)",
-              "speed-up (min)", "keypoint agreement", "keypoints", "peak RSS MiB")  # fmt: skip
-    print_table(
-        header,
-        [
-            (
-                workload,
-                name,
-                f"{row['median_ms']:.0f}",
-                f"{row['min_ms']:.0f}",
-                f"{row['ratio']:.2f}x" if row["ratio"] else "n/a",
-                f"{row['ratio_min']:.2f}x" if row["ratio_min"] else "n/a",
-                f"{row['agreement']:.3f}" if row["agreement"] is not None else "n/a",
-                f"{row['keypoints']:.0f}",
-                f"{row['peak_rss_mib']:.0f}",
-            )
-            for (workload, name), row in rows.items()
-        ],
-    )
-    print("\nMedian ms per image in each stage:\n")
-    print_stage_table(rows)
-    print("\n" + "\n".join(f"- {k}: {v}" for k, v in CONFIGS.items() if k in configs))
+    report(rows, meta, title, args.json, with_diff=False, descriptions=CONFIGS)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,17 @@ _threshold_option = click.option(
 )
 
 
+def _detector_options(command):
+    """--max-keypoints, --threshold and --nms-radius, the options every detector shares."""
+    command = click.option(
+        "--nms-radius", type=int, help="Non-maximum suppression radius (model default)."
+    )(command)
+    command = _threshold_option(command)
+    return click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")(
+        command
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="keypoints")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for unexpected errors.")
@@ -102,9 +113,7 @@ def cli(debug: bool) -> None:
     help="Run several models and draw one panel per model in <stem>_compare.png "
     "(results go to <stem>.<model>.npz).",
 )
-@click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")
-@_threshold_option
-@click.option("--nms-radius", type=int, help="Non-maximum suppression radius (model default).")
+@_detector_options
 @_resize_option("1024")
 @click.option(
     "-o",
@@ -387,9 +396,7 @@ def eval_homography(
 )
 @click.option("-m", "--model", default="aliked-n16", show_default=True,
               help="Model name (see `keypoints models`) or checkpoint.")  # fmt: skip
-@click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")
-@_threshold_option
-@click.option("--nms-radius", type=int, help="Non-maximum suppression radius (model default).")
+@_detector_options
 @_resize_option("1024")
 @click.option("--half-descriptors", is_flag=True, help="Store descriptors as float16.")
 @click.option(
