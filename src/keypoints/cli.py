@@ -69,6 +69,15 @@ _precision_option = click.option(
 )
 
 
+_max_pixels_option = click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=89_478_485,
+    show_default=True,
+    help="Refuse images with more pixels (Pillow's decompression-bomb limit by default).",
+)
+
+
 _threshold_option = click.option(
     "--threshold", type=float, help="Detection threshold in [0, 1] (model default)."
 )
@@ -139,6 +148,7 @@ def cli(debug: bool) -> None:
     show_default=True,
     help="Images per call (same-size images share a forward pass).",
 )
+@_max_pixels_option
 def detect(
     images,
     model,
@@ -154,6 +164,7 @@ def detect(
     backend,
     precision,
     batch_size,
+    max_pixels,
 ):
     """Detect keypoints in IMAGE... and write one plot and one result file per image."""
     from huggingface_hub.utils import logging as hf_logging
@@ -181,7 +192,7 @@ def detect(
         found: dict[str, dict] = {image: {} for image in chunk}
         errors: dict[str, str] = {}
         for name, net in nets.items():
-            for image, result in _detect_chunk(detect_features, chunk, net, resize):
+            for image, result in _detect_chunk(detect_features, chunk, net, resize, max_pixels):
                 if isinstance(result, KeypointsError):
                     errors.setdefault(image, str(result))
                 else:
@@ -416,12 +427,13 @@ def eval_homography(
               show_default=True,
               help="ray: a Ray Data pipeline (`pip install \"keypoints[ray]\"`), --workers "
               "model actors.")  # fmt: skip
+@_max_pixels_option
 @click.option("--address", default=None,
               help="Ray cluster address (default: RAY_ADDRESS, else a local Ray "
               "instance).")  # fmt: skip
 def extract(images, output, model, max_keypoints, threshold, nms_radius, resize,
             half_descriptors, workers, overwrite, device, backend, precision,
-            shard_size, engine, address):  # fmt: skip
+            shard_size, max_pixels, engine, address):  # fmt: skip
     """Extract features of IMAGES (a folder, searched recursively, or a text file of paths)
     into one HDF5 file that hloc reads. Resumable: rerun the same command after an
     interruption and it finishes the job."""
@@ -430,7 +442,7 @@ def extract(images, output, model, max_keypoints, threshold, nms_radius, resize,
     report = extract_report(
         images, output, model, resize=resize, half_descriptors=half_descriptors,
         workers=workers, overwrite=overwrite, shard_size=shard_size, device=device,
-        engine=engine, address=address,
+        engine=engine, address=address, max_pixels=max_pixels,
         backend=backend, precision=precision, progress=sys.stderr.isatty(),
         max_keypoints=max_keypoints, threshold=threshold, nms_radius=nms_radius,
     )  # fmt: skip
@@ -581,18 +593,22 @@ def _progress(items):
     return None
 
 
-def _detect_chunk(detect_features, chunk, net, resize):
+def _detect_chunk(detect_features, chunk, net, resize, max_pixels):
     """(image, (features, ms per image)) for a chunk of images in one call; when an image of
     the chunk is bad, each image alone, so the others still get their results and the bad one
     its error (a KeypointsError in place of the result)."""
     start = time.perf_counter()
     try:
-        features = detect_features(chunk, net, resize=resize, batch_size=len(chunk))
+        features = detect_features(
+            chunk, net, resize=resize, batch_size=len(chunk), max_pixels=max_pixels
+        )
     except KeypointsError as exc:
         if len(chunk) == 1:
             return [(chunk[0], exc)]
         return [
-            pair for image in chunk for pair in _detect_chunk(detect_features, [image], net, resize)
+            pair
+            for image in chunk
+            for pair in _detect_chunk(detect_features, [image], net, resize, max_pixels)
         ]
     ms = (time.perf_counter() - start) * 1000 / len(chunk)
     return [(image, (f, ms)) for image, f in zip(chunk, features)]

@@ -11,6 +11,7 @@ image back to the original image.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ DEFAULT_MAX_PIXELS = 89_478_485
 NTSC_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 def as_image_list(images) -> list:
@@ -70,11 +72,18 @@ def _open(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
                 image = Image.open(path)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
+            except Image.DecompressionBombError:
+                # Pillow's own limit (a global) is not ours: lift it for this one lazy open,
+                # under a lock (decoding threads share it); our limit is checked just below,
+                # before any pixel is decoded
+                with _PIL_LIMIT_LOCK:
+                    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                    try:
+                        image = Image.open(path)
+                    finally:
+                        Image.MAX_IMAGE_PIXELS = previous
         _check_pixels(image.size, max_pixels, f"'{path}'")
         if getattr(image, "n_frames", 1) > 1:
             warnings.warn(f"'{path}' has {image.n_frames} frames; using the first", stacklevel=3)

@@ -1,0 +1,377 @@
+"""Hostile input: a corpus of bad (and odd but valid) inputs through the Python API and the CLI,
+property-based tests of the processor and post-processing, determinism, and a batch with bad
+files mixed in. docs/robustness.md lists each kind with what happens and the test here."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import EXAMPLE, random_superpoint
+from PIL import Image
+
+import keypoints
+from keypoints.errors import ConfigError, ImageError, ImageNotFoundError, KeypointsError
+
+MODEL = "aliked-t16"
+FAST = {"resize": 256}
+
+
+def _rgb(height=120, width=160, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((width, height)))
+    return np.clip(base.astype(int) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8)
+
+
+def _save(path, image: Image.Image, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def _truncated(path, fmt: str):
+    buffer = io.BytesIO()
+    Image.fromarray(_rgb(300, 400)).save(buffer, fmt)
+    path.write_bytes(buffer.getvalue()[: buffer.tell() // 2])
+    return path
+
+
+def _exif_rotated(path):
+    image = Image.fromarray(_rgb(120, 160))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.save(path, exif=exif)
+    return path
+
+
+def _gif(path):
+    frames = [Image.fromarray(_rgb(seed=i)).convert("P") for i in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    return path
+
+
+# name -> (make(tmp_path) -> input, expected error type and message, or None for success)
+FILES = {
+    "missing file": (lambda t: t / "missing.jpg", ImageNotFoundError, "does not exist"),
+    "empty file": (lambda t: _write(t / "e.jpg", b""), ImageError, "empty"),
+    "not an image": (lambda t: _write(t / "x.png", b"hello"), ImageError, "not an image"),
+    "truncated JPEG": (lambda t: _truncated(t / "cut.jpg", "JPEG"), ImageError, "truncated"),
+    "truncated PNG": (lambda t: _truncated(t / "cut.png", "PNG"), ImageError, "truncated"),
+    "a directory": (lambda t: t, ImageError, "directory"),
+    "palette PNG (P)": (
+        lambda t: _save(t / "p.png", Image.fromarray(_rgb()).convert("P")),
+        None,
+        None,
+    ),  # fmt: skip
+    "gray + alpha (LA)": (
+        lambda t: _save(t / "la.png", Image.fromarray(_rgb()).convert("LA")),
+        None,
+        None,
+    ),  # fmt: skip
+    "RGBA": (
+        lambda t: _save(t / "rgba.png", Image.fromarray(_rgb()).convert("RGBA")),
+        None,
+        None,
+    ),  # fmt: skip
+    "CMYK JPEG": (
+        lambda t: _save(t / "cmyk.jpg", Image.fromarray(_rgb()).convert("CMYK")),
+        None,
+        None,
+    ),  # fmt: skip
+    "16-bit PNG (I;16)": (
+        lambda t: _save(t / "16.png", Image.fromarray(_rgb()[..., 0].astype(np.uint16) * 257)),
+        None,
+        None,
+    ),  # fmt: skip
+    "32-bit float TIFF": (
+        lambda t: _save(t / "f.tif", Image.fromarray(_rgb()[..., 1].astype(np.float32) / 255)),
+        None,
+        None,
+    ),  # fmt: skip
+    "multi-frame GIF": (lambda t: _gif(t / "anim.gif"), None, None),
+    "EXIF-rotated JPEG": (lambda t: _exif_rotated(t / "rot.jpg"), None, None),
+    "tiny image (4x4)": (lambda t: _save(t / "tiny.png", Image.fromarray(_rgb(4, 4))), None, None),
+    "one pixel": (lambda t: _save(t / "one.png", Image.fromarray(_rgb(1, 1))), None, None),
+}
+ARRAYS = {
+    "zero-sized array": (np.zeros((0, 10, 3), np.uint8), "empty"),
+    "NaN in a float array": (np.full((20, 20), np.nan, np.float32), "NaN"),
+    "inf in a float array": (np.full((20, 20), np.inf, np.float32), "NaN or infinite"),
+    "two channels": (np.zeros((20, 20, 2), np.uint8), "2 channels"),
+    "five channels": (np.zeros((20, 20, 5), np.uint8), "5 channels"),
+    "4-D array": (np.zeros((1, 20, 20, 3), np.uint8), "shape"),
+    "int64 dtype": (np.zeros((20, 20), np.int64), "dtype"),
+    "complex dtype": (np.zeros((20, 20), np.complex64), "dtype"),
+    "float out of [0, 1]": (np.full((20, 20), 255.0, np.float32), r"\[0, 1\]"),
+    "tensor (H, W, C) instead of (C, H, W)": (torch.zeros(20, 20, 3), "channels"),
+}
+OPTIONS = {
+    "max_keypoints=0": ({"max_keypoints": 0}, "max_keypoints"),
+    "threshold=2": ({"threshold": 2.0}, r"\[0, 1\]"),
+    "threshold=-0.5": ({"threshold": -0.5}, r"\[0, 1\]"),
+    "nms_radius=-1": ({"nms_radius": -1}, "nms_radius"),
+    "unknown option": ({"nms_raduis": 2}, "did you mean 'nms_radius'"),
+}
+
+
+def test_the_corpus_has_at_least_20_kinds():
+    assert len(FILES) + len(ARRAYS) + len(OPTIONS) + 2 >= 30  # + resize 0, pixel limit
+
+
+@pytest.mark.parametrize("kind", list(FILES))
+def test_files_through_the_python_api(kind, tmp_path):
+    make, error, message = FILES[kind]
+    source = make(tmp_path)
+    if error is not None:
+        with pytest.raises(error, match=message):
+            keypoints.detect(source, MODEL, **FAST)
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        features = keypoints.detect(source, MODEL, **FAST)[0]
+    width, height = features.image_size
+    if kind == "multi-frame GIF":
+        assert any("frames; using the first" in str(w.message) for w in caught)
+    if kind == "EXIF-rotated JPEG":
+        assert (width, height) == (120, 160)  # as displayed: portrait
+    if kind.startswith(("tiny", "one pixel")):
+        assert len(features) == 0 and features.descriptors.shape == (0, 64)
+    else:
+        assert len(features) > 0
+    k = features.keypoints
+    assert ((k >= 0) & (k <= torch.tensor([width - 1, height - 1]))).all()
+
+
+@pytest.mark.parametrize("kind", list(FILES))
+def test_files_through_the_cli(kind, tmp_path, capsys):
+    from keypoints.cli import main
+
+    make, error, _ = FILES[kind]
+    source = make(tmp_path)
+    code = main(["detect", str(source), "-m", MODEL, "--resize", "256", "--no-plot",
+                 "-o", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == (2 if error is not None else 0), err
+    if error is not None:
+        assert "keypoints: error:" in err
+
+
+@pytest.mark.parametrize("kind", list(ARRAYS))
+def test_arrays(kind):
+    array, message = ARRAYS[kind]
+    with pytest.raises(ImageError, match=message):
+        keypoints.detect(array, MODEL)
+
+
+@pytest.mark.parametrize("kind", list(OPTIONS))
+def test_options_python_and_cli(kind, tmp_path, capsys):
+    from keypoints.cli import main
+
+    options, message = OPTIONS[kind]
+    with pytest.raises(ConfigError, match=message):
+        keypoints.detect(str(EXAMPLE), MODEL, **options)
+    if kind == "unknown option":
+        return
+    (name, value), = options.items()  # fmt: skip
+    flag = "--" + name.replace("_", "-")
+    code = main(["detect", str(EXAMPLE), "-m", MODEL, flag, str(value), "-o", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_resize_zero_and_pixel_limit(tmp_path, capsys):
+    from keypoints.cli import main
+
+    with pytest.raises(ConfigError, match="resize"):
+        keypoints.detect(str(EXAMPLE), MODEL, resize=0)
+    with pytest.raises(ImageError, match="over the limit"):
+        keypoints.detect(str(EXAMPLE), MODEL, max_pixels=1000)
+    code = main(["detect", str(EXAMPLE), "-m", MODEL, "--max-pixels", "1000", "-o", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "over the limit" in err and "Traceback" not in err
+
+
+def test_a_batch_with_bad_files_keeps_the_good_results(tmp_path):
+    """CLI detect over good and bad files in batches: every good file's result is written and
+    equals processing it alone; the bad ones are reported; exit code 2."""
+    from keypoints.cli import main
+
+    good = [_save(tmp_path / f"good{i}.png", Image.fromarray(_rgb(120, 160, seed=i)))
+            for i in range(3)]  # fmt: skip
+    bad = [FILES["truncated JPEG"][0](tmp_path), FILES["not an image"][0](tmp_path)]
+    order = [good[0], bad[0], good[1], bad[1], good[2]]
+    out = tmp_path / "out"
+    code = main(["detect", *map(str, order), "-m", MODEL, "--batch-size", "4", "--no-plot",
+                 "-o", str(out)])  # fmt: skip
+    assert code == 2
+    for path in good:
+        saved = keypoints.load_features(out / f"{path.stem}.npz")
+        alone = keypoints.detect(path, MODEL)[0]
+        assert torch.equal(saved.keypoints, alone.keypoints)
+        torch.testing.assert_close(saved.descriptors, alone.descriptors, atol=1e-5, rtol=0)
+    assert not (out / "cut.npz").exists() and not (out / "x.npz").exists()
+
+
+def test_determinism_and_batch_composition():
+    """The same input twice gives bit-identical results; an image alone or in a batch with
+    images of other sizes gives the same result within 1e-5 (every model in the registry that
+    batches: ALIKED and SuperPoint)."""
+    images = [_rgb(120, 160, 0), _rgb(96, 128, 1), _rgb(120, 160, 2)]
+    for model in (MODEL, random_superpoint()):
+        first = keypoints.detect(images, model, resize=None)
+        second = keypoints.detect(images, model, resize=None)
+        for a, b in zip(first, second):
+            assert torch.equal(a.keypoints, b.keypoints)
+            assert torch.equal(a.descriptors, b.descriptors)
+        for image, batched in zip(images, first):
+            alone = keypoints.detect(image, model, resize=None)[0]
+            assert torch.equal(alone.keypoints, batched.keypoints)
+            torch.testing.assert_close(alone.descriptors, batched.descriptors, atol=1e-5,
+                                       rtol=0)  # fmt: skip
+
+
+# property-based tests -------------------------------------------------------------------------
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@st.composite
+def arrays(draw):
+    """Random images: 1..2000 pixels per side (kept under ~1 Mpx), 1, 3 or 4 channels or
+    none, uint8 / uint16 / float32 in [0, 1]."""
+    height = draw(st.integers(1, 2000))
+    width = draw(st.integers(1, max(1, min(2000, 1_000_000 // height))))
+    channels = draw(st.sampled_from([None, 1, 3, 4]))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
+    shape = (height, width) if channels is None else (height, width, channels)
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    if dtype is np.float32:
+        return rng.random(shape, dtype=np.float32)
+    return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+
+
+@SETTINGS
+@given(image=arrays(), grayscale=st.booleans())
+def test_processor_never_crashes(image, grayscale):
+    processor = keypoints.SuperPointImageProcessor(do_grayscale=grayscale)
+    pixels = processor(image, return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 480, 640) and pixels.dtype == torch.float32
+    assert float(pixels.min()) >= 0 and float(pixels.max()) <= 1
+
+
+@SETTINGS
+@given(
+    size=st.tuples(st.integers(1, 120), st.integers(1, 120)),
+    max_keypoints=st.integers(-1, 50).filter(lambda k: k != 0),
+    threshold=st.floats(0, 1),
+    nms_radius=st.integers(0, 6),
+    seed=st.integers(0, 100),
+)
+def test_model_and_post_processing_invariants(size, max_keypoints, threshold, nms_radius, seed):
+    """Random image sizes and options: outputs satisfy the documented invariants."""
+    model = _facade()
+    height, width = size
+    pixels = torch.rand(2, 3, 8 * -(-height // 8), 8 * -(-width // 8),
+                        generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    model.config = model.config.replace(
+        max_keypoints=max_keypoints, keypoint_threshold=threshold, nms_radius=nms_radius
+    )
+    outputs = model(pixels)
+    counts = outputs.mask.sum(1)
+    assert outputs.mask.dtype == torch.int32
+    assert ((outputs.keypoints >= 0) & (outputs.keypoints <= 1)).all()  # relative coordinates
+    if max_keypoints > 0:
+        assert int(counts.max()) <= max_keypoints
+    sizes = [(height, width)] * 2
+    for n, result in zip(counts.tolist(), keypoints.SuperPointImageProcessor()
+                         .post_process_keypoint_detection(outputs, sizes)):  # fmt: skip
+        assert len(result["keypoints"]) == len(result["scores"]) == n
+        k = result["keypoints"]
+        assert ((k[:, 0] >= 0) & (k[:, 0] <= width) & (k[:, 1] >= 0) & (k[:, 1] <= height)).all()
+        scores = result["scores"]
+        assert ((scores >= threshold) & (scores <= 1)).all()
+        if n:
+            norms = result["descriptors"].norm(dim=1)
+            torch.testing.assert_close(norms, torch.ones(n), atol=1e-4, rtol=0)
+
+
+_FACADE = []
+
+
+def _facade():
+    if not _FACADE:
+        _FACADE.append(random_superpoint(keypoints.SuperPointForKeypointDetection))
+    return _FACADE[0]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image=arrays(), max_keypoints=st.integers(1, 300), threshold=st.floats(0, 1))
+def test_detect_invariants(image, max_keypoints, threshold):
+    """keypoints.detect on random images: our errors only; keypoints inside the image, scores
+    in [0, 1], unit-norm descriptors, at most max_keypoints."""
+    try:
+        features = keypoints.detect(image, MODEL, resize=512, max_keypoints=max_keypoints,
+                                    threshold=threshold)[0]  # fmt: skip
+    except KeypointsError:
+        return
+    width, height = features.image_size
+    assert (width, height) == (image.shape[1], image.shape[0])
+    assert len(features) <= max_keypoints
+    k = features.keypoints
+    assert ((k >= 0) & (k <= torch.tensor([width - 1.0, height - 1.0]))).all()
+    assert ((features.scores >= 0) & (features.scores <= 1)).all()
+    if len(features):
+        norms = features.descriptors.norm(dim=1)
+        torch.testing.assert_close(norms, torch.ones(len(features)), atol=1e-4, rtol=0)
+
+
+def test_interrupted_writes_leave_no_partial_file(tmp_path):
+    """Every file we write goes through atomic_write: an exception (or a kill) mid-write leaves
+    the final name absent, or unchanged when it existed, and no temporary file behind."""
+    from keypoints.io import atomic_write
+
+    def fails(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write("half of it")
+        raise KeyboardInterrupt
+
+    target = tmp_path / "features.npz"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, fails)
+    assert list(tmp_path.iterdir()) == []
+    target.write_text("the old content")
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, fails)
+    assert target.read_text() == "the old content" and list(tmp_path.iterdir()) == [target]
+
+
+def test_unexpected_errors_exit_1_and_point_to_debug(monkeypatch, capsys):
+    from keypoints.cli import main
+    from keypoints.models import registry
+
+    def boom():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(registry, "list_models", boom)
+    assert main(["models"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: RuntimeError: boom" in err and "--debug" in err
+    assert "Traceback" not in err
+    assert main(["--debug", "models"]) == 1
+    assert "Traceback" in capsys.readouterr().err
