@@ -1,0 +1,331 @@
+"""LightGlue (Lindenberger, Sarlin, Pollefeys, "LightGlue: Local Feature Matching at Light Speed",
+ICCV 2023) in plain PyTorch: the matcher, given keypoints and descriptors of image pairs.
+
+Parameter names follow transformers' ``LightGlueForKeypointMatching`` (without its
+``keypoint_detector.`` part), so its checkpoints load as they are; the numbers follow the same
+implementation (rotary positional encoding, self and cross attention with
+``scaled_dot_product_attention``, the double-softmax assignment with matchability, token
+confidence for adaptive depth, matchability pruning for adaptive width). Pairs are batched and
+padded with masks.
+
+Work in progress (issue 9): the matcher core and its parity with transformers; the
+transformers-compatible classes, the cvg checkpoint mapping and ``keypoints.match(...,
+method="lightglue")`` come next.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import config_class
+
+__all__ = [
+    "LightGlueMatcherConfig",
+    "LightGlueMatcher",
+    "normalize_keypoints",
+    "matches_from_scores",
+]
+
+
+@config_class
+class LightGlueMatcherConfig:
+    """The matcher's options (transformers' ``LightGlueConfig`` names).
+
+    ``input_dim``: the detector's descriptor size (projected to ``descriptor_dim`` when they
+    differ). ``depth_confidence``: stop a pair early once this fraction of its keypoints is
+    confident (<= 0: never). ``width_confidence``: prune keypoints whose matchability is below
+    ``1 - width_confidence`` (<= 0: never). ``filter_threshold``: minimum match score.
+    """
+
+    input_dim: int = 256
+    descriptor_dim: int = 256
+    num_hidden_layers: int = 9
+    num_attention_heads: int = 4
+    depth_confidence: float = 0.95
+    width_confidence: float = 0.99
+    filter_threshold: float = 0.1
+
+    def validate(self) -> None:
+        from ..errors import ConfigError
+
+        if self.descriptor_dim % self.num_attention_heads:
+            raise ConfigError("descriptor_dim must be a multiple of num_attention_heads")
+        if self.num_hidden_layers < 1:
+            raise ConfigError("num_hidden_layers must be >= 1")
+        if not 0 <= self.filter_threshold <= 1:
+            raise ConfigError(f"filter_threshold={self.filter_threshold} is out of [0, 1]")
+
+
+# pure helpers ----------------------------------------------------------------------------------
+def normalize_keypoints(keypoints: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """``(B, N, 2)`` pixel (x, y) keypoints of images of ``size (B, 2)`` = (width, height) ->
+    centred coordinates scaled by half the longest side (LightGlue's normalisation)."""
+    size = size.to(keypoints)
+    shift = size / 2
+    scale = size.max(-1).values / 2
+    return (keypoints - shift[:, None, :]) / scale[:, None, None]
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """Interleaved rotation of pairs (x0, x1) -> (-x1, x0), as LightGlue's rotary encoding."""
+    return torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).flatten(-2)
+
+
+def confidence_threshold(layer: int, num_layers: int) -> float:
+    """The token-confidence threshold of ``layer``: 0.8 + 0.1 exp(-4 layer / num_layers)."""
+    return min(max(0.8 + 0.1 * math.exp(-4.0 * layer / num_layers), 0.0), 1.0)
+
+
+def log_double_softmax(similarity: torch.Tensor, matchability0: torch.Tensor,
+                       matchability1: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """``(B, M, N)`` similarities and ``(B, M, 1)``, ``(B, N, 1)`` matchability logits ->
+    ``(B, M+1, N+1)`` log assignment scores (dual softmax plus log-sigmoid matchability; the
+    last row and column are the "unmatched" bins)."""
+    batch, m, n = similarity.shape
+    certainties = F.logsigmoid(matchability0) + F.logsigmoid(matchability1).transpose(1, 2)
+    scores0 = F.log_softmax(similarity, 2)
+    scores1 = F.log_softmax(similarity.transpose(-1, -2).contiguous(), 2).transpose(-1, -2)
+    scores = similarity.new_zeros((batch, m + 1, n + 1))
+    scores[:, :m, :n] = scores0 + scores1 + certainties
+    scores[:, :-1, -1] = F.logsigmoid(-matchability0.squeeze(-1))
+    scores[:, -1, :-1] = F.logsigmoid(-matchability1.squeeze(-1))
+    return scores
+
+
+def matches_from_scores(scores: torch.Tensor, threshold: float):
+    """Mutual best matches of ``(B, M+1, N+1)`` log scores above ``threshold`` (probability):
+    ``matches0 (B, M)``, ``matches1 (B, N)`` (-1: unmatched) and their scores."""
+    max0, max1 = scores[:, :-1, :-1].max(2), scores[:, :-1, :-1].max(1)
+    m0, m1 = max0.indices, max1.indices
+    mutual0 = torch.arange(m0.shape[1], device=m0.device)[None] == m1.gather(1, m0)
+    mutual1 = torch.arange(m1.shape[1], device=m1.device)[None] == m0.gather(1, m1)
+    zero = scores.new_tensor(0)
+    scores0 = torch.where(mutual0, max0.values.exp(), zero)
+    scores1 = torch.where(mutual1, scores0.gather(1, m1), zero)
+    valid0 = mutual0 & (scores0 > threshold)
+    valid1 = mutual1 & valid0.gather(1, m1)
+    return torch.where(valid0, m0, -1), torch.where(valid1, m1, -1), scores0, scores1
+
+
+# layers ----------------------------------------------------------------------------------------
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.v_proj, self.o_proj = nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, x, source, mask, rotary=None):
+        """``x (B, N, D)`` attends to ``source (B, S, D)``; ``mask (B, S)`` bool keys; rotary
+        ``(cos, sin)`` of ``(B, N, D/heads)`` for self-attention."""
+        batch, n, dim = x.shape
+
+        def split(t):
+            return t.view(batch, t.shape[1], self.heads, dim // self.heads).transpose(1, 2)
+
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(source)), split(self.v_proj(source))
+        if rotary is not None:
+            cos, sin = (r.unsqueeze(1) for r in rotary)
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        return self.o_proj(out.transpose(1, 2).reshape(batch, n, dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(2 * dim, 2 * dim)
+        self.layer_norm = nn.LayerNorm(2 * dim)
+        self.fc2 = nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.layer_norm(self.fc1(x))))
+
+
+class TransformerLayer(nn.Module):
+    """Self-attention (with rotary positions) then cross-attention between the two images of
+    each pair (rows 2i and 2i+1), each followed by an MLP on [x, message] with a residual."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.self_attention, self.self_mlp = Attention(dim, heads), MLP(dim)
+        self.cross_attention, self.cross_mlp = Attention(dim, heads), MLP(dim)
+
+    def forward(self, x, rotary, mask):
+        x = x + self.self_mlp(torch.cat([x, self.self_attention(x, x, mask, rotary)], -1))
+        batch, n, dim = x.shape
+        other = x.reshape(-1, 2, n, dim).flip(1).reshape(batch, n, dim)
+        other_mask = mask.reshape(-1, 2, n).flip(1).reshape(batch, n)
+        return x + self.cross_mlp(torch.cat([x, self.cross_attention(x, other, other_mask)], -1))
+
+
+class MatchAssignment(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.final_projection = nn.Linear(dim, dim)
+        self.matchability = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x (2B, N, D)`` (pairs interleaved), ``mask (2B, N)`` -> ``(B, N+1, N+1)`` scores."""
+        batch, n, dim = x.shape
+        projected = (self.final_projection(x) / dim**0.25).reshape(-1, 2, n, dim)
+        similarity = projected[:, 0] @ projected[:, 1].transpose(-1, -2)
+        pair_mask = mask.reshape(-1, 2, n)
+        valid = pair_mask[:, 0, :, None] & pair_mask[:, 1, None, :]
+        similarity = similarity.masked_fill(~valid, torch.finfo(similarity.dtype).min)
+        matchability = self.matchability(x).reshape(-1, 2, n, 1)
+        return log_double_softmax(similarity, matchability[:, 0], matchability[:, 1])
+
+    def matchability_probability(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.matchability(x)).squeeze(-1)
+
+
+class TokenConfidence(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.token = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.token(x.detach())).squeeze(-1)
+
+
+class PositionalEncoder(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.projector = nn.Linear(2, dim // heads // 2, bias=False)
+
+    def forward(self, keypoints: torch.Tensor):
+        angles = self.projector(keypoints).repeat_interleave(2, dim=-1)
+        return torch.cos(angles), torch.sin(angles)
+
+
+# the matcher -----------------------------------------------------------------------------------
+class LightGlueMatcher(nn.Module):
+    """LightGlue's matching network.
+
+    ``forward(keypoints, descriptors, image_sizes, mask)`` takes B pairs stacked as
+    ``keypoints (B, 2, N, 2)`` float (x, y) pixels, ``descriptors (B, 2, N, input_dim)``,
+    ``image_sizes (B, 2, 2)`` (width, height) of each image and ``mask (B, 2, N)`` bool (padding
+    False), and returns ``matches (B, 2, N)`` int64 (index into the other image, -1 when
+    unmatched), ``matching_scores (B, 2, N)`` and ``prune (B, 2, N)`` (the number of layers each
+    keypoint went through).
+    """
+
+    def __init__(self, config: LightGlueMatcherConfig | None = None, **overrides) -> None:
+        super().__init__()
+        config = config or LightGlueMatcherConfig()
+        self.config = config.replace(**overrides) if overrides else config
+        c = self.config
+        dim, heads = c.descriptor_dim, c.num_attention_heads
+        self.input_projection = nn.Linear(c.input_dim, dim) if c.input_dim != dim else nn.Identity()
+        self.positional_encoder = PositionalEncoder(dim, heads)
+        layers = range(c.num_hidden_layers)
+        self.transformer_layers = nn.ModuleList([TransformerLayer(dim, heads) for _ in layers])
+        self.match_assignment_layers = nn.ModuleList([MatchAssignment(dim) for _ in layers])
+        self.token_confidence = nn.ModuleList(
+            [TokenConfidence(dim) for _ in range(c.num_hidden_layers - 1)]
+        )
+
+    def forward(self, keypoints, descriptors, image_sizes, mask):
+        c = self.config
+        batch, _, n, _ = keypoints.shape
+        num_layers = c.num_hidden_layers
+        device = keypoints.device
+        out_matches = torch.full((batch * 2, n), -1, dtype=torch.long, device=device)
+        out_scores = keypoints.new_zeros((batch * 2, n))
+        out_prune = torch.full((batch * 2, n), num_layers, dtype=torch.long, device=device)
+        if n == 0:
+            return tuple(t.reshape(batch, 2, n) for t in (out_matches, out_scores, out_prune))
+
+        # 1. inputs: pairs interleaved as rows 2i, 2i+1; normalised positions, rotary encoding
+        mask = mask.reshape(batch * 2, n).bool()
+        points = normalize_keypoints(keypoints.reshape(batch * 2, n, 2),
+                                     image_sizes.reshape(batch * 2, 2))  # fmt: skip
+        x = self.input_projection(descriptors.reshape(batch * 2, n, -1).contiguous())
+        cos, sin = self.positional_encoder(points)
+        rows = torch.arange(batch * 2, device=device)  # the output row of each row
+        index = torch.arange(n, device=device).expand(batch * 2, n)  # original ids, -1: padding
+        seen = torch.ones((batch * 2, n), dtype=torch.long, device=device)  # by original id
+        valid_per_pair = mask.reshape(batch, -1).sum(1)  # fixed at the start, as transformers
+        early, prune = c.depth_confidence > 0, c.width_confidence > 0
+        results = (out_matches, out_scores, out_prune)
+
+        for layer in range(num_layers):
+            # 2. one self + cross attention layer
+            x = self.transformer_layers[layer](x, (cos, sin), mask)
+            last = layer == num_layers - 1
+            confidences = None
+            if last or early:
+                # 3. adaptive depth: pairs whose keypoints are confident enough stop here
+                if last:
+                    stop = torch.ones(len(x) // 2, dtype=torch.bool, device=device)
+                else:
+                    confidences = self.token_confidence[layer](x)
+                    threshold = confidence_threshold(layer, num_layers)
+                    unsure = (confidences.masked_fill(~mask, 1) < threshold).reshape(
+                        len(x) // 2, -1
+                    )
+                    stop = 1.0 - unsure.float().sum(1) / valid_per_pair > c.depth_confidence
+                if stop.any():
+                    r = stop.repeat_interleave(2)
+                    self._finish(layer, x[r], mask[r], rows[r], index[r],
+                                 seen[r] if prune else None, results)  # fmt: skip
+                    k = ~r
+                    x, cos, sin, mask, rows, index, seen = (
+                        t[k] for t in (x, cos, sin, mask, rows, index, seen)
+                    )
+                    valid_per_pair = valid_per_pair[~stop]
+                    confidences = confidences[k] if confidences is not None else None
+                if stop.all():
+                    break
+            if prune:
+                # 4. adaptive width: drop keypoints unlikely to match, unless unsure
+                matchable = self.match_assignment_layers[layer].matchability_probability(x)
+                keep = matchable > 1 - c.width_confidence
+                if confidences is not None:
+                    keep |= confidences <= confidence_threshold(layer, num_layers)
+                keep &= mask
+                seen.scatter_add_(1, index.clamp(min=0), keep.long())
+                x, cos, sin, mask, index = _pack(keep, x, cos, sin, mask, index)
+        return tuple(t.reshape(batch, 2, n) for t in results)
+
+    def _finish(self, layer, x, mask, rows, index, seen, results) -> None:
+        """Match the pairs in ``x`` with the assignment head of ``layer`` and write the results
+        (in original keypoint ids) into their output rows; ``seen`` (per original id) becomes
+        the prune output when given, else the layer count."""
+        out_matches, out_scores, out_prune = results
+        scores = self.match_assignment_layers[layer](x, mask)
+        m0, m1, s0, s1 = matches_from_scores(scores, self.config.filter_threshold)
+        ids, targets = index.reshape(-1, 2, index.shape[-1]), rows.reshape(-1, 2)
+        valid_pair = mask.reshape(-1, 2, mask.shape[-1])
+        for side, (matches, values) in enumerate(((m0, s0), (m1, s1))):
+            own, other = ids[:, side], ids[:, 1 - side]
+            mapped = torch.where(matches < 0, -1, other.gather(1, matches.clamp(min=0)))
+            # padding can only "match" padding: never reported (transformers leaves it in)
+            valid = (own >= 0) & valid_pair[:, side]
+            row = targets[:, side, None].expand_as(own)[valid]
+            out_matches[row, own[valid]] = mapped[valid]
+            out_scores[row, own[valid]] = values[valid]
+        out_prune[rows] = seen if seen is not None else layer + 1
+
+
+def _pack(keep: torch.Tensor, *tensors: torch.Tensor):
+    """Per row, the entries where ``keep`` is True moved to the front (in order), padded to the
+    longest row: ``mask`` and padding False/0, the last tensor (original ids) -1."""
+    counts = keep.sum(1)
+    width = int(counts.max()) if len(counts) else 0
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
+    slot = torch.arange(width, device=keep.device)[None] < counts[:, None]
+    packed = []
+    for i, t in enumerate(tensors):
+        extra = t.shape[2:]
+        gathered = t.gather(1, order.view(*order.shape, *[1] * len(extra)).expand(
+            *order.shape, *extra))  # fmt: skip
+        fill = -1 if i == len(tensors) - 1 else 0
+        where = slot.view(*slot.shape, *[1] * len(extra))
+        packed.append(torch.where(where, gathered, torch.full_like(gathered, fill)))
+    return packed
