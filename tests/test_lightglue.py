@@ -23,13 +23,13 @@ CASES = {
 }
 
 
-def twins(depth, width, token_bias, match_bias):
+def twins(depth, width, token_bias, match_bias, detector=None):
     """transformers' model with random weights (the final projections set to a scaled identity,
     so that similar descriptors match and the matches are many and clear), and ours with the
     same numbers."""
     torch.manual_seed(0)
     config = transformers.LightGlueConfig(
-        keypoint_detector_config=transformers.SuperPointConfig(),
+        keypoint_detector_config=detector or transformers.SuperPointConfig(max_keypoints=512),
         depth_confidence=depth,
         width_confidence=width,
         filter_threshold=0.0,  # random weights give low scores: keep every mutual match
@@ -125,3 +125,44 @@ def test_no_keypoints_and_config_errors():
     assert [t.shape for t in out] == [(1, 2, 0)] * 3
     with pytest.raises(keypoints.ConfigError, match="multiple of num_attention_heads"):
         LightGlueMatcher(descriptor_dim=250)
+
+
+def test_model_facade_equals_transformers_end_to_end(pairs):
+    """LightGlueForKeypointMatching(pixel_values) with transformers' random weights (detector
+    included) loaded through our key mapping: the same matches, scores and prune counts."""
+    from keypoints.hf_lightglue import LightGlueConfig, LightGlueForKeypointMatching
+    from keypoints.models.superpoint import to_transformers_state_dict
+
+    # no top-k cut (torch.topk orders equal scores arbitrarily): a threshold bounds the count
+    detector = transformers.SuperPointConfig(keypoint_threshold=0.95)
+    theirs, _ = twins(*CASES["adaptive on, early stops and pruning"], detector=detector)
+    # a random detector that behaves like one (see conftest.random_superpoint)
+    theirs.keypoint_detector.load_state_dict(to_transformers_state_dict(
+        random_superpoint().state_dict()))  # fmt: skip
+    config = LightGlueConfig.from_dict(
+        {
+            **theirs.config.to_dict(),
+            "keypoint_detector_config": theirs.config.keypoint_detector_config.to_dict(),
+        }  # fmt: skip
+    )
+    ours = LightGlueForKeypointMatching(config).eval()
+    ours.load_weights(theirs.state_dict())
+    processor = transformers.LightGlueImageProcessor()
+    graf = DATA / "homography" / "oxford_affine" / "graf"
+    from PIL import Image
+
+    images = [[Image.open(graf / "img1.ppm"), Image.open(graf / "img3.ppm")],
+              [Image.open(EXAMPLE), Image.open(EXAMPLE.parent / "cats_warped.jpg")]]  # fmt: skip
+    inputs = processor(images, return_tensors="pt")
+    with torch.no_grad():
+        expected = theirs(**inputs)
+    got = ours(inputs["pixel_values"])
+    mask = expected.mask.bool()
+    assert torch.equal(got.mask, expected.mask)
+    assert torch.equal(got.keypoints, expected.keypoints)
+    assert 100 < mask.sum(-1).min() and mask.sum(-1).max() < 3000
+    assert torch.equal(got.matches[mask], expected.matches.long()[mask])
+    assert int((got.matches > -1).sum()) > 50
+    torch.testing.assert_close(got.matching_scores[mask], expected.matching_scores[mask],
+                               atol=1e-4, rtol=0)  # fmt: skip
+    assert torch.equal(got.prune[mask], expected.prune.long()[mask])

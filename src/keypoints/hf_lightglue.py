@@ -1,0 +1,155 @@
+"""The transformers-compatible LightGlue: ``LightGlueConfig`` and ``LightGlueForKeypointMatching``
+(our SuperPoint as the keypoint detector, our :class:`~keypoints.models.lightglue.LightGlueMatcher`
+as the matcher), with transformers' parameter names, inputs and outputs.
+
+Work in progress (issue 9): the image processor, ``from_pretrained``/``save_pretrained`` and
+the Auto class come next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ConfigError, ImageError
+from .hf import SuperPointForKeypointDetection, SuperPointKeypointDescriptionOutput
+from .models.base import load_checked
+from .models.config import check_unit, config_class
+from .models.lightglue import LightGlueMatcher, LightGlueMatcherConfig
+from .models.superpoint import SuperPointConfig, convert_state_dict
+
+__all__ = ["LightGlueConfig", "LightGlueForKeypointMatching", "LightGlueKeypointMatchingOutput"]
+
+
+@config_class
+class LightGlueConfig:
+    """transformers' ``LightGlueConfig`` fields and defaults. ``keypoint_detector_config``: the
+    SuperPoint config as a dict (default: SuperPoint's defaults). Grouped-query attention
+    (``num_key_value_heads`` other than ``num_attention_heads``), activations other than GELU
+    and attention without bias are not used by any released LightGlue and are refused."""
+
+    model_type = "lightglue"
+
+    keypoint_detector_config: dict | None = None
+    descriptor_dim: int = 256
+    num_hidden_layers: int = 9
+    num_attention_heads: int = 4
+    num_key_value_heads: int | None = None
+    depth_confidence: float = 0.95
+    width_confidence: float = 0.99
+    filter_threshold: float = 0.1
+    initializer_range: float = 0.02
+    hidden_act: str = "gelu"
+    attention_dropout: float = 0.0
+    attention_bias: bool = True
+
+    def validate(self) -> None:
+        if self.keypoint_detector_config is not None and not isinstance(
+            self.keypoint_detector_config, dict
+        ):
+            self.keypoint_detector_config = dict(self.keypoint_detector_config.to_dict())
+        if self.num_key_value_heads not in (None, self.num_attention_heads):
+            raise ConfigError("num_key_value_heads must equal num_attention_heads")
+        if self.hidden_act != "gelu" or not self.attention_bias:
+            raise ConfigError("only hidden_act='gelu' with attention_bias=True is supported")
+        check_unit("filter_threshold", self.filter_threshold)
+
+    @property
+    def detector_config(self) -> SuperPointConfig:
+        return SuperPointConfig.from_dict(self.keypoint_detector_config or {})
+
+    @property
+    def matcher_config(self) -> LightGlueMatcherConfig:
+        return LightGlueMatcherConfig(
+            input_dim=self.detector_config.descriptor_decoder_dim,
+            descriptor_dim=self.descriptor_dim,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            depth_confidence=self.depth_confidence,
+            width_confidence=self.width_confidence,
+            filter_threshold=self.filter_threshold,
+        )
+
+
+@dataclass
+class LightGlueKeypointMatchingOutput(SuperPointKeypointDescriptionOutput):
+    """transformers' output: ``matches (B, 2, N)`` (index into the other image, -1: none),
+    ``matching_scores (B, 2, N)``, ``keypoints (B, 2, N, 2)`` relative (x, y), ``prune
+    (B, 2, N)`` (layers each keypoint went through), ``mask (B, 2, N)`` int32."""
+
+    matches: torch.Tensor | None = None
+    matching_scores: torch.Tensor | None = None
+    prune: torch.Tensor | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class LightGlueForKeypointMatching(LightGlueMatcher):
+    """LightGlue on image pairs: ``forward(pixel_values)`` with ``pixel_values (B, 2, C, H, W)``
+    detects keypoints with SuperPoint on all 2B images, matches each pair, and returns
+    :class:`LightGlueKeypointMatchingOutput`. Parameters have transformers' names
+    (``keypoint_detector.*`` for SuperPoint), so its state dicts load as they are."""
+
+    def __init__(self, config: LightGlueConfig | None = None, **overrides) -> None:
+        config = config or LightGlueConfig()
+        config = config.replace(**overrides) if overrides else config
+        super().__init__(config.matcher_config)
+        self.config = config  # the matcher reads the same option names from it
+        self.keypoint_detector = SuperPointForKeypointDetection(config.detector_config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+        """Load a state dict with transformers' key names (the detector's part may also use
+        Magic Leap's); problems name the keys (:func:`~keypoints.models.base.load_checked`)."""
+        prefix = "keypoint_detector."
+        detector = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        merged = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        merged.update({prefix + k: v for k, v in convert_state_dict(detector).items()})
+        load_checked(self, merged, strict)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        **kwargs,
+    ) -> LightGlueKeypointMatchingOutput:
+        if labels is not None:
+            raise ConfigError("LightGlue is not trainable: no labels")
+        if kwargs:
+            raise ConfigError(f"unexpected model input '{next(iter(kwargs))}'")
+        if (
+            not isinstance(pixel_values, torch.Tensor)
+            or pixel_values.ndim != 5
+            or (pixel_values.shape[1] != 2)
+        ):
+            shape = tuple(getattr(pixel_values, "shape", ()))
+            raise ImageError(f"pixel_values must be (B, 2, C, H, W) image pairs, got {shape}")
+        batch, _, channels, height, width = pixel_values.shape
+        with torch.no_grad():
+            # 1. SuperPoint on all 2B images, keypoints back to pixels as transformers does
+            detections = self.keypoint_detector(pixel_values.reshape(-1, channels, height, width))
+            n = detections.keypoints.shape[1]
+            keypoints = detections.keypoints.reshape(batch, 2, n, 2).to(pixel_values)
+            absolute = keypoints.clone()
+            absolute[..., 0] = absolute[..., 0] * width
+            absolute[..., 1] = absolute[..., 1] * height
+            dim = detections.descriptors.shape[-1]
+            descriptors = detections.descriptors.reshape(batch, 2, n, dim).to(pixel_values)
+            mask = detections.mask.reshape(batch, 2, n)
+            # 2. the matcher, both images of a pair at the processed size
+            sizes = torch.tensor([width, height], device=pixel_values.device).expand(batch, 2, 2)
+            matches, scores, prune = LightGlueMatcher.forward(
+                self, absolute, descriptors, sizes, mask.bool()
+            )
+        return LightGlueKeypointMatchingOutput(
+            keypoints=keypoints, mask=mask, matches=matches, matching_scores=scores, prune=prune
+        )
