@@ -166,3 +166,44 @@ def test_model_facade_equals_transformers_end_to_end(pairs):
     torch.testing.assert_close(got.matching_scores[mask], expected.matching_scores[mask],
                                atol=1e-4, rtol=0)  # fmt: skip
     assert torch.equal(got.prune[mask], expected.prune.long()[mask])
+
+
+def test_processor_and_post_processing_equal_transformers():
+    """LightGlueImageProcessor: the same pixel_values as transformers' for two pairs, and the
+    same post-processed keypoints and scores for one output."""
+    from PIL import Image
+
+    from keypoints.hf_lightglue import LightGlueImageProcessor
+
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    paths = [[graf / "img1.ppm", graf / "img3.ppm"], [EXAMPLE, EXAMPLE.parent / "cats_warped.jpg"]]
+    images = [[Image.open(p).convert("RGB") for p in pair] for pair in paths]
+    theirs, ours = transformers.LightGlueImageProcessor(), LightGlueImageProcessor()
+    expected = theirs(images, return_tensors="pt")["pixel_values"]
+    got = ours(images, return_tensors="pt")["pixel_values"]
+    assert got.shape == expected.shape == (2, 2, 3, 480, 640)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    with pytest.raises(keypoints.ImageError, match="pair"):
+        ours([images[0][0]])
+
+    # a model output with matches, post-processed by both
+    torch.manual_seed(0)
+    n = 50
+    output = transformers.models.lightglue.modeling_lightglue.LightGlueKeypointMatchingOutput(
+        keypoints=torch.rand(2, 2, n, 2),
+        mask=(torch.rand(2, 2, n) > 0.2).int(),
+        matches=torch.randint(-1, n, (2, 2, n)),
+        matching_scores=torch.rand(2, 2, n),
+    )
+    sizes = [[(im.height, im.width) for im in pair] for pair in images]
+    for threshold in (0.0, 0.5):
+        got = ours.post_process_keypoint_matching(output, sizes, threshold)
+        expected = theirs.post_process_keypoint_matching(output, sizes, threshold)
+        for g, e in zip(got, expected):
+            assert g.keys() == e.keys()
+            for key in g:
+                assert torch.equal(g[key], e[key]), key
+    pictures = ours.visualize_keypoint_matching(images, ours.post_process_keypoint_matching(
+        output, sizes))  # fmt: skip
+    assert pictures[0].size == (images[0][0].width + images[0][1].width,
+                                max(images[0][0].height, images[0][1].height))  # fmt: skip

@@ -27,6 +27,12 @@ from .hf import (
     SuperPointImageProcessor,
     SuperPointKeypointDescriptionOutput,
 )
+from .hf_lightglue import (
+    LightGlueConfig,
+    LightGlueForKeypointMatching,
+    LightGlueImageProcessor,
+    LightGlueKeypointMatchingOutput,
+)
 from .io import load_features, save_features
 from .matching import Verification, match, verify
 from .models.aliked import ALIKED, ALIKEDConfig
@@ -40,6 +46,10 @@ __all__ = [
     "__version__",
     "detect",
     "extract",
+    "LightGlueConfig",
+    "LightGlueForKeypointMatching",
+    "LightGlueImageProcessor",
+    "LightGlueKeypointMatchingOutput",
     "Features",
     "plot_keypoints",
     "plot_matches",

@@ -2,24 +2,35 @@
 (our SuperPoint as the keypoint detector, our :class:`~keypoints.models.lightglue.LightGlueMatcher`
 as the matcher), with transformers' parameter names, inputs and outputs.
 
-Work in progress (issue 9): the image processor, ``from_pretrained``/``save_pretrained`` and
-the Auto class come next.
+Work in progress (issue 9): ``from_pretrained``/``save_pretrained`` (Hub, local, cvg
+checkpoints) and the Auto class come next.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import ConfigError, ImageError
-from .hf import SuperPointForKeypointDetection, SuperPointKeypointDescriptionOutput
+from .hf import (
+    BatchFeature,
+    SuperPointForKeypointDetection,
+    SuperPointImageProcessor,
+    SuperPointKeypointDescriptionOutput,
+)
 from .models.base import load_checked
 from .models.config import check_unit, config_class
 from .models.lightglue import LightGlueMatcher, LightGlueMatcherConfig
 from .models.superpoint import SuperPointConfig, convert_state_dict
 
-__all__ = ["LightGlueConfig", "LightGlueForKeypointMatching", "LightGlueKeypointMatchingOutput"]
+__all__ = [
+    "LightGlueConfig",
+    "LightGlueForKeypointMatching",
+    "LightGlueImageProcessor",
+    "LightGlueKeypointMatchingOutput",
+]
 
 
 @config_class
@@ -153,3 +164,97 @@ class LightGlueForKeypointMatching(LightGlueMatcher):
         return LightGlueKeypointMatchingOutput(
             keypoints=keypoints, mask=mask, matches=matches, matching_scores=scores, prune=prune
         )
+
+
+# Processor --------------------------------------------------------------------------------------
+def _pairs(images) -> list:
+    """A pair ``[a, b]`` or a list of pairs ``[[a, b], ...]`` -> the flat list a, b, a, b, ..."""
+
+    def is_image(x) -> bool:
+        return not isinstance(x, (list, tuple))
+
+    if isinstance(images, (list, tuple)):
+        if len(images) == 2 and all(is_image(x) for x in images):
+            return list(images)
+        if images and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(is_image(x) for x in p)
+            for p in images
+        ):
+            return [x for p in images for x in p]
+    raise ImageError("images must be a pair [image0, image1] or a list of pairs [[a, b], ...]")
+
+
+class LightGlueImageProcessor(SuperPointImageProcessor):
+    """transformers' ``LightGlueImageProcessor``: the SuperPoint preprocessing (resize to 480x640,
+    rescale, NTSC grayscale) on image pairs; ``pixel_values (B, 2, 3, H, W)``."""
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "image_processor_type": "LightGlueImageProcessor"}
+
+    def preprocess(self, images, return_tensors: str | None = None, **kwargs) -> BatchFeature:
+        flat = super().preprocess(_pairs(images), return_tensors=return_tensors, **kwargs)
+        values = flat["pixel_values"]
+        if return_tensors is None:
+            return BatchFeature(pixel_values=[values[i : i + 2] for i in range(0, len(values), 2)])
+        return BatchFeature(pixel_values=values.reshape(-1, 2, *values.shape[1:]))
+
+    __call__ = preprocess
+
+    def post_process_keypoint_matching(self, outputs, target_sizes, threshold: float = 0.0):
+        """Per pair: ``keypoints0 (K, 2)`` and ``keypoints1 (K, 2)`` int32 absolute (x, y) in
+        images of ``target_sizes`` ((height, width) per image of each pair, truncated to int as
+        transformers does) and ``matching_scores (K,)`` of the matches scoring above
+        ``threshold``."""
+        mask = outputs.mask
+        sizes = torch.as_tensor(target_sizes, device=mask.device)
+        if sizes.ndim != 3 or sizes.shape[1:] != (2, 2) or len(sizes) != len(mask):
+            raise ConfigError(
+                "target_sizes must hold one ((height, width), (height, width)) per pair, "
+                f"{len(mask)} pairs"
+            )
+        keypoints = (outputs.keypoints * sizes.flip(-1).reshape(-1, 2, 1, 2)).to(torch.int32)
+        results = []
+        for pair_mask, pair_keypoints, matches, scores in zip(
+            mask, keypoints, outputs.matches[:, 0], outputs.matching_scores[:, 0]
+        ):
+            valid0, valid1 = pair_mask[0] > 0, pair_mask[1] > 0
+            keypoints0, keypoints1 = pair_keypoints[0][valid0], pair_keypoints[1][valid1]
+            matches0, scores0 = matches[valid0], scores[valid0]
+            keep = (scores0 > threshold) & (matches0 > -1) & (matches0 < len(keypoints1))
+            results.append(
+                {
+                    "keypoints0": keypoints0[keep],
+                    "keypoints1": keypoints1[matches0[keep]],
+                    "matching_scores": scores0[keep],
+                }
+            )
+        return results
+
+    def visualize_keypoint_matching(self, images, keypoint_matching_output) -> list:
+        """Each pair side by side with its matches, coloured from red (score 0) to green (1),
+        as PIL images (transformers' drawing)."""
+        from PIL import Image, ImageDraw
+
+        from .image import to_array
+
+        arrays = [to_array(x) for x in _pairs(images)]
+        pictures = []
+        for i, result in enumerate(keypoint_matching_output):
+            a, b = (np.repeat(x, 3, 2) if x.shape[2] == 1 else x for x in arrays[2 * i : 2 * i + 2])
+            a, b = (
+                x if x.dtype == np.uint8 else np.uint8(np.clip(x * 255, 0, 255)) for x in (a, b)
+            )
+            canvas = np.zeros((max(len(a), len(b)), a.shape[1] + b.shape[1], 3), np.uint8)
+            canvas[: len(a), : a.shape[1]], canvas[: len(b), a.shape[1] :] = a, b
+            picture = Image.fromarray(canvas)
+            draw = ImageDraw.Draw(picture)
+            offset = a.shape[1]
+            for (x0, y0), (x1, y1), score in zip(result["keypoints0"].tolist(),
+                                                 result["keypoints1"].tolist(),
+                                                 result["matching_scores"].tolist()):  # fmt: skip
+                color = (int(255 * (1 - score)), int(255 * score), 0)
+                draw.line((x0, y0, x1 + offset, y1), fill=color, width=3)
+                draw.ellipse((x0 - 2, y0 - 2, x0 + 2, y0 + 2), fill="black")
+                draw.ellipse((x1 + offset - 2, y1 - 2, x1 + offset + 2, y1 + 2), fill="black")
+            pictures.append(picture)
+        return pictures
