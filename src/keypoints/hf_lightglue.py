@@ -20,7 +20,7 @@ from .hf import (
     SuperPointImageProcessor,
     SuperPointKeypointDescriptionOutput,
 )
-from .models.base import load_checked
+from .models.base import DeviceMixin, load_checked
 from .models.config import check_unit, config_class
 from .models.lightglue import LightGlueMatcher, LightGlueMatcherConfig
 from .models.superpoint import SuperPointConfig, convert_state_dict
@@ -95,7 +95,7 @@ class LightGlueKeypointMatchingOutput(SuperPointKeypointDescriptionOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class LightGlueForKeypointMatching(LightGlueMatcher):
+class LightGlueForKeypointMatching(DeviceMixin, LightGlueMatcher):
     """LightGlue on image pairs: ``forward(pixel_values)`` with ``pixel_values (B, 2, C, H, W)``
     detects keypoints with SuperPoint on all 2B images, matches each pair, and returns
     :class:`LightGlueKeypointMatchingOutput`. Parameters have transformers' names
@@ -107,14 +107,6 @@ class LightGlueForKeypointMatching(LightGlueMatcher):
         super().__init__(config.matcher_config)
         self.config = config  # the matcher reads the same option names from it
         self.keypoint_detector = SuperPointForKeypointDetection(config.detector_config)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
     def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
         """Load a state dict with transformers' key names (the detector's part may also use

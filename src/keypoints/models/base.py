@@ -9,10 +9,22 @@ from torch import nn
 
 from ..errors import WeightsError
 
-__all__ = ["KeypointModel", "load_checked"]
+__all__ = ["DeviceMixin", "KeypointModel", "load_checked"]
 
 
-class KeypointModel(nn.Module):
+class DeviceMixin:
+    """``device`` and ``dtype`` of a module's parameters, as transformers' models have them."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+
+class KeypointModel(DeviceMixin, nn.Module):
     """Base of the learned detectors.
 
     Subclasses set ``config`` (a declared config), ``name``, and what their input looks like:
@@ -93,14 +105,6 @@ class KeypointModel(nn.Module):
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:  # pragma: no cover
         raise NotImplementedError
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
     def forward(self, image: torch.Tensor, image_sizes: torch.Tensor | None = None, **options):
         """Same as :meth:`extract`."""
