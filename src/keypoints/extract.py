@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 
 from .detection import Prepared, prepare, run_prepared
-from .errors import ConfigError, ImageNotFoundError, KeypointsError
+from .errors import ConfigError, ImageNotFoundError, KeypointsError, closest
 from .image import DEFAULT_MAX_PIXELS, to_array
 from .io import atomic_write
 from .io.hloc import list_names, write_features
@@ -166,6 +166,9 @@ def extract_report(
     output = Path(output)
     if workers < 0 or shard_size < 1:
         raise ConfigError("workers must be >= 0 and shard_size >= 1")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown engine '{engine}'{closest(engine, ('local', 'ray'))}; "
+                          "available: local, ray")  # fmt: skip
     image_root, names = list_images(images)
     if root is not None:
         image_root = Path(root)
@@ -200,12 +203,10 @@ def extract_report(
     )  # fmt: skip
     if engine == "local":
         errors = _Extractor(settings, net).run(todo, shard_size, workers, progress)
-    elif engine == "ray":
+    else:
         from .extract_ray import run_ray
 
         errors = run_ray(settings, todo, shard_size, max(1, workers), address, progress)
-    else:
-        raise ConfigError(f"unknown engine '{engine}'; available: local, ray")
     report.errors = errors
     report.extracted = len(todo) - len(errors)
 
@@ -237,8 +238,10 @@ class _Extractor:
 
     def __init__(self, settings: _Settings, net=None) -> None:
         self.settings = settings
-        self.net = net or load_model(settings.model, settings.device, settings.backend,
-                                     settings.precision)  # fmt: skip
+        if net is None:
+            net = load_model(settings.model, settings.device, settings.backend,
+                             settings.precision)  # fmt: skip
+        self.net = net
 
     def load(self, name: str) -> Prepared:
         s = self.settings
