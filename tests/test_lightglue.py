@@ -207,3 +207,29 @@ def test_processor_and_post_processing_equal_transformers():
         output, sizes))  # fmt: skip
     assert pictures[0].size == (images[0][0].width + images[0][1].width,
                                 max(images[0][0].height, images[0][1].height))  # fmt: skip
+
+
+def test_from_pretrained_and_save_pretrained_round_trip_with_transformers(pairs, tmp_path):
+    """A folder written by transformers loads into ours with the same numbers, and the folder we
+    write loads into transformers; a Hub id not cached while offline gives the clear message."""
+    from keypoints.hf_lightglue import LightGlueForKeypointMatching
+
+    kp, desc, mask = pairs
+    theirs, _ = twins(*CASES["adaptive on, early stops and pruning"])
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours = LightGlueForKeypointMatching.from_pretrained(tmp_path / "theirs")
+    assert ours.config.depth_confidence == 0.95 and ours.config.filter_threshold == 0.0
+    expected = list(run_theirs(theirs, kp, desc, mask))
+    sizes = torch.tensor([640, 480]).expand(kp.shape[0], 2, 2)
+    with torch.no_grad():  # the matcher part of the facade
+        got = LightGlueMatcher.forward(ours, kp, desc, sizes, mask)
+    assert torch.equal(got[0][mask], expected[0].long()[mask])
+
+    ours.save_pretrained(tmp_path / "ours")
+    back = transformers.LightGlueForKeypointMatching.from_pretrained(tmp_path / "ours").eval()
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    assert back.config.keypoint_detector_config.max_keypoints == 512
+
+    with pytest.raises(keypoints.WeightsNotFoundError, match="offline|HF_HUB_OFFLINE|cache"):
+        LightGlueForKeypointMatching.from_pretrained("ETH-CVG/lightglue_superpoint")

@@ -2,13 +2,15 @@
 (our SuperPoint as the keypoint detector, our :class:`~keypoints.models.lightglue.LightGlueMatcher`
 as the matcher), with transformers' parameter names, inputs and outputs.
 
-Work in progress (issue 9): ``from_pretrained``/``save_pretrained`` (Hub, local, cvg
-checkpoints) and the Auto class come next.
+Work in progress (issue 9): loading cvg's original checkpoints and the Auto class come next.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ from .models.base import DeviceMixin, load_checked
 from .models.config import check_unit, config_class
 from .models.lightglue import LightGlueMatcher, LightGlueMatcherConfig
 from .models.superpoint import SuperPointConfig, convert_state_dict
+from .models.weights import load_state_dict, resolve_checkpoint
 
 __all__ = [
     "LightGlueConfig",
@@ -116,6 +119,46 @@ class LightGlueForKeypointMatching(DeviceMixin, LightGlueMatcher):
         merged = {k: v for k, v in state.items() if not k.startswith(prefix)}
         merged.update({prefix + k: v for k, v in convert_state_dict(detector).items()})
         load_checked(self, merged, strict)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, *, strict: bool = True,
+                        revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                        **overrides):  # fmt: skip
+        """Load from a Hub id (e.g. ``ETH-CVG/lightglue_superpoint``; cached by huggingface_hub,
+        ``HF_HUB_OFFLINE`` respected) or a folder in the Hub layout (``config.json`` and
+        ``model.safetensors`` with transformers' key names). Keyword ``overrides`` change config
+        fields (``depth_confidence=-1``). Returns the model in eval mode."""
+        ckpt = resolve_checkpoint(source, revision=revision, cache_dir=cache_dir,
+                                  hint="pass a local Hub-layout folder")  # fmt: skip
+        config = LightGlueConfig.from_dict(ckpt.config or {}, **overrides)
+        model = cls(config)
+        model.load_weights(load_state_dict(ckpt.weights), strict=strict)
+        return model.eval()
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` with transformers' key names, loadable
+        by transformers' ``LightGlueForKeypointMatching.from_pretrained(directory)``."""
+        from safetensors.torch import save_file
+
+        from .io import atomic_write
+        from .models.superpoint import to_transformers_state_dict
+
+        os.makedirs(directory, exist_ok=True)
+        prefix = "keypoint_detector."
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        detector = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        tensors = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        tensors.update({prefix + k: v for k, v in to_transformers_state_dict(detector).items()})
+        data = {**self.config.to_dict(), "model_type": "lightglue",
+                "architectures": ["LightGlueForKeypointMatching"]}  # fmt: skip
+        data["keypoint_detector_config"] = {
+            **self.config.detector_config.to_dict(),
+            "model_type": "superpoint",
+        }
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        atomic_write(os.path.join(directory, "config.json"), lambda p: Path(p).write_text(text))
+        atomic_write(os.path.join(directory, "model.safetensors"),
+                     lambda p: save_file(tensors, p, metadata={"format": "pt"}))  # fmt: skip
 
     def forward(
         self,
