@@ -8,9 +8,9 @@ implementation (rotary positional encoding, self and cross attention with
 confidence for adaptive depth, matchability pruning for adaptive width). Pairs are batched and
 padded with masks.
 
-Work in progress (issue 9): the matcher core and its parity with transformers; the
-transformers-compatible classes, the cvg checkpoint mapping and ``keypoints.match(...,
-method="lightglue")`` come next.
+The transformers-compatible classes built on it are in :mod:`keypoints.hf_lightglue`. Work in
+progress (issue 9): the cvg checkpoint mapping and ``keypoints.match(..., method="lightglue")``
+come next.
 """
 
 from __future__ import annotations
