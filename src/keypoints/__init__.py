@@ -34,7 +34,7 @@ from .hf_lightglue import (
     LightGlueKeypointMatchingOutput,
 )
 from .io import load_features, save_features
-from .matching import Verification, match, verify
+from .matching import Verification, match, match_batch, verify
 from .models.aliked import ALIKED, ALIKEDConfig
 from .models.registry import MODELS, list_models, load_model
 from .models.superpoint import SuperPoint, SuperPointConfig
@@ -55,6 +55,7 @@ __all__ = [
     "plot_matches",
     "Matches",
     "match",
+    "match_batch",
     "verify",
     "Verification",
     "load_model",

@@ -141,15 +141,16 @@ def run_prepared(net, prepared: Sequence[Prepared], options: dict) -> list[Featu
     return _detect_torch(net, prepared, options)
 
 
-def _features(net, keypoints, scores, descriptors, item: Prepared) -> Features:
+def _features(net, keypoints, scores, descriptors, item: Prepared, model=None, **extra):
     height, width = item.original
     return Features(
         keypoints=scale_keypoints_back(keypoints, item.size, (height, width)).to(torch.float32),
         scores=scores,
         descriptors=descriptors,
         image_size=(width, height),
-        model=getattr(net, "name", type(net).__name__.lower()),
+        model=model or getattr(net, "name", type(net).__name__.lower()),
         binary=bool(getattr(net, "binary", False)),
+        **extra,
     )
 
 
@@ -179,7 +180,10 @@ def _detect_torch(net, prepared: Sequence[Prepared], options) -> list[Features]:
 
 
 def _detect_opencv(net, item: Prepared, options) -> Features:
-    kpts, scores, desc = net.detect_image(item.image, **options)
-    return _features(
-        net, torch.from_numpy(kpts), torch.from_numpy(scores), torch.from_numpy(desc), item
+    kpts, scores, desc, scales, oris = map(
+        torch.from_numpy, net.detect_image(item.image, **options)
     )
+    # sizes in original-image pixels, as the keypoints
+    factor = ((item.original[0] / item.size[0]) * (item.original[1] / item.size[1])) ** 0.5
+    return _features(net, kpts, scores, desc, item, model=net.feature_name(**options),
+                     scales=scales * factor, orientations=oris)  # fmt: skip

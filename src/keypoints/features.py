@@ -23,6 +23,10 @@ class Features:
         model: name of the model that produced them, or None.
         binary: True for binary descriptors (ORB: uint8 (N, 32)), compared with the Hamming
             distance; False for float descriptors, compared with L2 / cosine.
+        scales: ``(N,)`` float32 keypoint sizes in original-image pixels (OpenCV's
+            ``KeyPoint.size``: SIFT, ORB), or None for models without a scale.
+        orientations: ``(N,)`` float32 angles in radians (OpenCV's ``KeyPoint.angle`` converted),
+            or None.
     """
 
     keypoints: torch.Tensor
@@ -31,6 +35,8 @@ class Features:
     image_size: tuple[int, int]
     model: str | None = None
     binary: bool = False
+    scales: torch.Tensor | None = None
+    orientations: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -44,13 +50,18 @@ class Features:
 
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Dict of numpy arrays: ``keypoints`` (N, 2) float32, ``scores`` (N,), ``descriptors``
-        (N, D), ``image_size`` (2,) int64 as (width, height)."""
-        return {
+        (N, D), ``image_size`` (2,) int64 as (width, height), and when present ``scales`` (N,)
+        and ``oris`` (N,) (hloc's names)."""
+        arrays = {
             "keypoints": self.keypoints.detach().cpu().numpy().astype(np.float32, copy=False),
             "scores": self.scores.detach().cpu().numpy(),
             "descriptors": self.descriptors.detach().cpu().numpy(),
             "image_size": np.asarray(self.image_size, dtype=np.int64),
         }
+        for key, value in (("scales", self.scales), ("oris", self.orientations)):
+            if value is not None:
+                arrays[key] = value.detach().cpu().numpy().astype(np.float32, copy=False)
+        return arrays
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         """LightGlue-style keys, unbatched: ``keypoints`` (N, 2), ``keypoint_scores`` (N,),
@@ -79,6 +90,12 @@ class Features:
     def from_numpy(cls, data, model: str | None = None) -> Features:
         """Inverse of :meth:`to_numpy` (accepts the dict or an opened ``.npz``)."""
         w, h = (int(v) for v in np.asarray(data["image_size"]).tolist())
+
+        def optional(key):
+            if key not in data:
+                return None
+            return torch.from_numpy(np.asarray(data[key], dtype=np.float32).reshape(-1))
+
         return cls(
             keypoints=torch.from_numpy(np.asarray(data["keypoints"], dtype=np.float32)),
             scores=torch.from_numpy(np.asarray(data["scores"])),
@@ -86,6 +103,8 @@ class Features:
             image_size=(w, h),
             model=model,
             binary=np.asarray(data["descriptors"]).dtype == np.uint8,
+            scales=optional("scales"),
+            orientations=optional("oris"),
         )
 
 
@@ -97,11 +116,14 @@ class Matches:
         indices: ``(K, 2)`` int64, row ``(i, j)`` pairs keypoint i of the first image with
             keypoint j of the second; sorted by i.
         distances: ``(K,)`` float32 descriptor distances (L2, cosine distance ``1 - cos``, or
-            Hamming bits), lower is better.
+            Hamming bits), lower is better; for a learned matcher, ``1 - scores``.
+        scores: ``(K,)`` float32 match confidences in [0, 1] from a learned matcher (LightGlue's
+            matching scores), higher is better; None for nearest-neighbour matching.
     """
 
     indices: torch.Tensor
     distances: torch.Tensor
+    scores: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -110,4 +132,7 @@ class Matches:
         return f"Matches({len(self)})"
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        return {"indices": self.indices.cpu().numpy(), "distances": self.distances.cpu().numpy()}
+        arrays = {"indices": self.indices.cpu().numpy(), "distances": self.distances.cpu().numpy()}
+        if self.scores is not None:
+            arrays["scores"] = self.scores.cpu().numpy()
+        return arrays

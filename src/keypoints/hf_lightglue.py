@@ -70,6 +70,10 @@ class LightGlueConfig:
         check_unit("filter_threshold", self.filter_threshold)
 
     @property
+    def add_scale_ori(self) -> bool:
+        return False  # transformers' LightGlue reads keypoint positions only
+
+    @property
     def detector_config(self) -> SuperPointConfig:
         return SuperPointConfig.from_dict(self.keypoint_detector_config or {})
 

@@ -1,8 +1,10 @@
 """Matching descriptors and verifying matches geometrically.
 
 ``match`` pairs keypoints by mutual nearest neighbour (optionally with Lowe's ratio test and a
-distance cap), in bounded memory; ``verify`` fits a homography or a fundamental matrix with
-OpenCV's USAC MAGSAC++ and reports the inliers.
+distance cap), in bounded memory, or with LightGlue (the release weights that fit the
+features' model); ``match_batch`` matches many pairs (LightGlue: batched, padded with masks);
+``verify`` fits a homography or a fundamental matrix with OpenCV's USAC MAGSAC++ and reports
+the inliers.
 """
 
 from __future__ import annotations
@@ -15,9 +17,27 @@ import torch
 from .errors import ConfigError, closest
 from .features import Features, Matches
 
-__all__ = ["match", "verify", "Verification", "METHODS", "MODELS"]
+__all__ = [
+    "match",
+    "match_batch",
+    "load_matcher",
+    "verify",
+    "Verification",
+    "METHODS",
+    "MODELS",
+    "LIGHTGLUE_WEIGHTS",
+]
 
-METHODS = ("mnn",)
+METHODS = ("mnn", "lightglue")
+#: our models -> the LightGlue release weights trained on their features (cvg/LightGlue)
+LIGHTGLUE_WEIGHTS = {
+    "superpoint": "superpoint",
+    "aliked-n16": "aliked",
+    "sift": "sift",
+    "rootsift": "sift",
+}
+#: LightGlue options :func:`match` accepts
+LIGHTGLUE_OPTIONS = ("depth_confidence", "width_confidence", "filter_threshold")
 METRICS = ("l2", "cosine", "hamming")
 MODELS = {"homography": 4, "fundamental": 8}  # model -> minimum number of matches
 #: Elements of one distance block (rows x columns); 2^24 float32 = 64 MiB.
@@ -58,6 +78,9 @@ def match(
     max_distance: float | None = None,
     metric: str | None = None,
     block_elements: int = BLOCK_ELEMENTS,
+    matcher=None,
+    device: str | torch.device | None = None,
+    **options,
 ) -> Matches:
     """Match the descriptors of two images.
 
@@ -65,7 +88,8 @@ def match(
         features0, features1: :class:`Features` with ``descriptors`` ``(N0, D)`` and
             ``(N1, D)`` of the same kind.
         method: ``"mnn"``, mutual nearest neighbour: i and j match when each is the other's
-            nearest neighbour.
+            nearest neighbour; or ``"lightglue"`` (see :func:`match_batch`; ``matcher``,
+            ``device`` and ``options`` apply to it only).
         ratio: Lowe's ratio test (Lowe 2004): keep a match only when its distance is below
             ``ratio`` times the distance to the second nearest neighbour in the other image.
         max_distance: drop matches farther than this.
@@ -76,13 +100,19 @@ def match(
 
     Returns:
         :class:`Matches` with ``indices (K, 2)`` int64 sorted by the first index and
-        ``distances (K,)`` float32.
+        ``distances (K,)`` float32 (LightGlue: ``1 - scores``, and ``scores (K,)``).
     """
-    if method not in METHODS:
-        raise ConfigError(
-            f"unknown matching method '{method}'{closest(method, METHODS)}; "
-            f"available: {', '.join(METHODS)}"
-        )
+    _check_method(method)
+    if method == "lightglue":
+        given = {"ratio": ratio, "max_distance": max_distance, "metric": metric}
+        if any(v is not None for v in given.values()):
+            name = next(k for k, v in given.items() if v is not None)
+            raise ConfigError(f"'{name}' is a nearest-neighbour option; LightGlue does not use it")
+        pair = [(features0, features1)]
+        return match_batch(pair, "lightglue", matcher=matcher, device=device, **options)[0]
+    if matcher is not None or options:
+        name = "matcher" if matcher is not None else next(iter(options))
+        raise ConfigError(f"unknown option '{name}' for method='mnn'")
     binary = features0.binary or features1.binary
     metric = metric or ("hamming" if binary else "l2")
     if metric not in METRICS:
@@ -95,9 +125,8 @@ def match(
         raise ConfigError(f"ratio={ratio!r} is out of range; allowed: (0, 1]")
     d0, d1 = _as_float(features0), _as_float(features1)
     n0, n1 = len(d0), len(d1)
-    empty = Matches(torch.zeros((0, 2), dtype=torch.long), torch.zeros(0))
     if n0 == 0 or n1 == 0:
-        return empty
+        return _empty()
     if d0.shape[1] != d1.shape[1]:
         raise ConfigError(
             f"descriptor sizes differ ({d0.shape[1]} vs {d1.shape[1]}): were both images "
@@ -133,6 +162,152 @@ def match(
         keep &= dist01 <= max_distance
     i0 = torch.nonzero(keep)[:, 0]
     return Matches(torch.stack([i0, nn01[i0]], dim=1), dist01[i0].float())
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(
+            f"unknown matching method '{method}'{closest(method, METHODS)}; "
+            f"available: {', '.join(METHODS)}"
+        )
+
+
+_MATCHERS: dict[tuple[str, str], object] = {}
+
+
+def load_matcher(weights="superpoint", device: str | torch.device | None = None, **options):
+    """A LightGlue (:class:`keypoints.models.lightglue.LightGlue`), loaded once per process.
+
+    ``weights``: a release name (``"superpoint"``, ``"aliked"``, ``"sift"``, ``"disk"``,
+    ``"doghardnet"``; downloaded once and cached), a checkpoint path, a Hub-layout folder or
+    Hub id, or an already loaded LightGlue (returned as is). ``options``
+    (``depth_confidence``, ``width_confidence``, ``filter_threshold``) give a copy sharing the
+    weights.
+    """
+    import copy
+    import os
+
+    from .models.lightglue import LightGlue, LightGlueMatcher
+
+    if isinstance(weights, LightGlueMatcher):
+        net = weights if device is None else weights.to(device)
+    else:
+        key = (os.fspath(weights), str(device))
+        if key not in _MATCHERS:
+            net = LightGlue.from_pretrained(weights)
+            _MATCHERS[key] = net.to(device) if device is not None else net
+        net = _MATCHERS[key]
+    if options:
+        unknown = sorted(set(options) - set(LIGHTGLUE_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"unknown LightGlue option '{unknown[0]}'{closest(unknown[0], LIGHTGLUE_OPTIONS)}"
+                f"; valid options: {', '.join(LIGHTGLUE_OPTIONS)}"
+            )
+        config = net.config.replace(**options)
+        net = copy.copy(net)  # shares the weights
+        net.config = config
+    return net
+
+
+def _weights_for(pairs) -> str:
+    """The release LightGlue weights that fit the features' model (all pairs alike)."""
+    models = {f.model for pair in pairs for f in pair}
+    if len(models) != 1:
+        shown = ", ".join(sorted(str(m) for m in models))
+        raise ConfigError(f"cannot match features of different models ({shown}) with LightGlue")
+    model = models.pop()
+    if model not in LIGHTGLUE_WEIGHTS:
+        raise ConfigError(
+            f"no released LightGlue weights were trained on '{model}' features; LightGlue "
+            f"fits {', '.join(LIGHTGLUE_WEIGHTS)}. Pass matcher=<weights> to use others"
+        )
+    return LIGHTGLUE_WEIGHTS[model]
+
+
+def _lightglue_inputs(net, pairs):
+    """Pad ``pairs`` of :class:`Features` into LightGlue's batched inputs on ``net``'s device:
+    keypoints (B, 2, N, 2), descriptors (B, 2, N, D), image sizes (B, 2, 2), mask (B, 2, N),
+    and scales/orientations (B, 2, N, 2) when the weights read them."""
+    from .models.opencv import rootsift
+
+    c = net.config
+    n = max(len(f) for pair in pairs for f in pair)
+    batch = len(pairs)
+    keypoints = torch.zeros(batch, 2, n, 2)
+    descriptors = torch.zeros(batch, 2, n, c.input_dim)
+    sizes = torch.zeros(batch, 2, 2)
+    mask = torch.zeros(batch, 2, n, dtype=torch.bool)
+    extra = torch.zeros(batch, 2, n, 2) if c.add_scale_ori else None
+    for b, pair in enumerate(pairs):
+        for side, f in enumerate(pair):
+            if f.binary or f.descriptors.shape[1] != c.input_dim:
+                raise ConfigError(
+                    f"LightGlue weights for {c.input_dim}-d float descriptors cannot match "
+                    f"'{f.model}' features ({f.descriptors.shape[1]}-d"
+                    f"{', binary' if f.binary else ''})"
+                )
+            k = len(f)
+            desc = f.descriptors.float()
+            if c.add_scale_ori and f.model == "sift":  # trained on RootSIFT
+                desc = rootsift(desc)
+            keypoints[b, side, :k], descriptors[b, side, :k] = f.keypoints, desc
+            sizes[b, side] = torch.tensor(f.image_size, dtype=torch.float32)
+            mask[b, side, :k] = True
+            if extra is not None:
+                if f.scales is None or f.orientations is None:
+                    raise ConfigError(
+                        "these LightGlue weights read keypoint scales and orientations, which "
+                        f"'{f.model}' features do not have (SIFT's do)"
+                    )
+                extra[b, side, :k, 0], extra[b, side, :k, 1] = f.scales, f.orientations
+    tensors = (keypoints, descriptors, sizes, mask, extra)
+    return [t.to(net.device) if t is not None else None for t in tensors]
+
+
+def match_batch(
+    pairs,
+    method: str = "mnn",
+    batch_size: int = 8,
+    matcher=None,
+    device: str | torch.device | None = None,
+    **options,
+) -> list[Matches]:
+    """Match many pairs of :class:`Features`; returns one :class:`Matches` per pair, in order.
+
+    ``method="mnn"``: :func:`match` on each pair (``options``: its keyword arguments).
+    ``method="lightglue"``: LightGlue (Lindenberger et al., ICCV 2023) on ``batch_size`` pairs
+    per forward pass, padded to the longest image with masks; ``matcher`` selects the weights
+    (default: the release weights trained on the features' model, see
+    :data:`LIGHTGLUE_WEIGHTS`; anything :func:`load_matcher` takes), ``options`` are
+    ``depth_confidence``, ``width_confidence`` and ``filter_threshold``. Keypoints are
+    normalised by each image's ``image_size``; SIFT descriptors become RootSIFT and scales and
+    orientations are passed for the SIFT weights. Matches carry LightGlue's ``scores``.
+    """
+    _check_method(method)
+    pairs = list(pairs)
+    if method == "mnn":
+        return [match(a, b, **options) for a, b in pairs]
+    if not pairs:
+        return []
+    net = load_matcher(matcher or _weights_for(pairs), device, **options)
+    results: list[Matches] = [_empty() for _ in pairs]
+    todo = [i for i, (a, b) in enumerate(pairs) if len(a) and len(b)]
+    for start in range(0, len(todo), max(1, batch_size)):
+        chunk = todo[start : start + max(1, batch_size)]
+        inputs = _lightglue_inputs(net, [pairs[i] for i in chunk])
+        with torch.inference_mode():
+            matches, scores, _ = net(*inputs)
+        for row, i in enumerate(chunk):
+            m0, s0 = matches[row, 0, : len(pairs[i][0])].cpu(), scores[row, 0].cpu()
+            i0 = torch.nonzero(m0 > -1)[:, 0]
+            values = s0[i0].float()
+            results[i] = Matches(torch.stack([i0, m0[i0]], 1), 1 - values, values)
+    return results
+
+
+def _empty() -> Matches:
+    return Matches(torch.zeros((0, 2), dtype=torch.long), torch.zeros(0))
 
 
 @dataclass

@@ -5,7 +5,8 @@ so that hloc and its users read what we write.
 Features file: one group per image name (its path relative to the image root, '/'-separated,
 so nested groups), holding ``keypoints (N, 2)`` float32 (x, y) original-image pixels with pixel
 centres at integers (hloc's convention too), ``scores (N,)``, ``descriptors (D, N)`` (float16
-with ``half_descriptors``) and ``image_size (2,)`` = (width, height).
+with ``half_descriptors``), ``image_size (2,)`` = (width, height), and for SIFT and ORB
+``scales (N,)`` and ``oris (N,)`` (pixels, radians; as hloc's DoG extractor).
 
 Matches file: one group per pair, ``name0/name1`` with '/' inside each name replaced by '-'
 (hloc's ``names_to_pair``), holding ``matches0 (N0,)`` int (index into image 1's keypoints,
@@ -47,6 +48,9 @@ def write_features(file: h5py.File | h5py.Group, name: str, features: Features,
         descriptors = descriptors.astype(np.float16)
     group.create_dataset("descriptors", data=np.ascontiguousarray(descriptors))
     group.create_dataset("image_size", data=np.asarray(features.image_size, dtype=np.int64))
+    for key in ("scales", "oris"):
+        if key in arrays:
+            group.create_dataset(key, data=arrays[key])
     if features.model:
         group.attrs["model"] = features.model
 
@@ -61,6 +65,10 @@ def read_features(path: str | os.PathLike | h5py.File, name: str) -> Features:
     group = path[name]
     descriptors = group["descriptors"][()].T
     binary = descriptors.dtype == np.uint8
+
+    def optional(key):
+        return torch.from_numpy(group[key][()].astype(np.float32)) if key in group else None
+
     return Features(
         keypoints=torch.from_numpy(group["keypoints"][()].astype(np.float32)),
         scores=torch.from_numpy(group["scores"][()].astype(np.float32)),
@@ -70,6 +78,8 @@ def read_features(path: str | os.PathLike | h5py.File, name: str) -> Features:
         image_size=tuple(int(v) for v in group["image_size"][()]),
         model=group.attrs.get("model"),
         binary=bool(binary),
+        scales=optional("scales"),
+        orientations=optional("oris"),
     )
 
 
@@ -97,7 +107,7 @@ def pair_name(name0: str, name1: str) -> str:
 def write_matches(file: h5py.File, name0: str, name1: str, matches: Matches,
                   num_keypoints0: int, scores: np.ndarray | None = None) -> None:  # fmt: skip
     """Write ``matches`` of the pair as ``matches0 (N0,)`` (-1: unmatched) and
-    ``matching_scores0 (N0,)`` (``scores`` per match, default 1)."""
+    ``matching_scores0 (N0,)`` (``scores`` per match, default ``matches.scores``, else 1)."""
     key = pair_name(name0, name1)
     if key in file:
         del file[key]
@@ -106,6 +116,8 @@ def write_matches(file: h5py.File, name0: str, name1: str, matches: Matches,
     matches0 = np.full(num_keypoints0, -1, dtype=np.int32)
     matches0[indices[:, 0]] = indices[:, 1]
     values = np.zeros(num_keypoints0, dtype=np.float16)
+    if scores is None and matches.scores is not None:
+        scores = matches.scores.cpu().numpy()
     values[indices[:, 0]] = 1.0 if scores is None else scores
     group.create_dataset("matches0", data=matches0)
     group.create_dataset("matching_scores0", data=values)

@@ -16,16 +16,25 @@ come next.
 from __future__ import annotations
 
 import math
+import os
+import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError, WeightsError
+from .base import DeviceMixin, load_checked
 from .config import config_class
 
 __all__ = [
+    "CVG_FEATURES",
+    "CVG_URL",
+    "LightGlue",
     "LightGlueMatcherConfig",
     "LightGlueMatcher",
+    "convert_cvg_state_dict",
+    "config_from_state_dict",
     "normalize_keypoints",
     "matches_from_scores",
 ]
@@ -39,6 +48,8 @@ class LightGlueMatcherConfig:
     differ). ``depth_confidence``: stop a pair early once this fraction of its keypoints is
     confident (<= 0: never). ``width_confidence``: prune keypoints whose matchability is below
     ``1 - width_confidence`` (<= 0: never). ``filter_threshold``: minimum match score.
+    ``add_scale_ori``: the positional encoding also reads each keypoint's scale and orientation
+    (cvg's SIFT and DoG-HardNet weights).
     """
 
     input_dim: int = 256
@@ -48,10 +59,9 @@ class LightGlueMatcherConfig:
     depth_confidence: float = 0.95
     width_confidence: float = 0.99
     filter_threshold: float = 0.1
+    add_scale_ori: bool = False
 
     def validate(self) -> None:
-        from ..errors import ConfigError
-
         if self.descriptor_dim % self.num_attention_heads:
             raise ConfigError("descriptor_dim must be a multiple of num_attention_heads")
         if self.num_hidden_layers < 1:
@@ -194,9 +204,9 @@ class TokenConfidence(nn.Module):
 
 
 class PositionalEncoder(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, inputs: int = 2) -> None:
         super().__init__()
-        self.projector = nn.Linear(2, dim // heads // 2, bias=False)
+        self.projector = nn.Linear(inputs, dim // heads // 2, bias=False)
 
     def forward(self, keypoints: torch.Tensor):
         angles = self.projector(keypoints).repeat_interleave(2, dim=-1)
@@ -207,12 +217,14 @@ class PositionalEncoder(nn.Module):
 class LightGlueMatcher(nn.Module):
     """LightGlue's matching network.
 
-    ``forward(keypoints, descriptors, image_sizes, mask)`` takes B pairs stacked as
-    ``keypoints (B, 2, N, 2)`` float (x, y) pixels, ``descriptors (B, 2, N, input_dim)``,
-    ``image_sizes (B, 2, 2)`` (width, height) of each image and ``mask (B, 2, N)`` bool (padding
-    False), and returns ``matches (B, 2, N)`` int64 (index into the other image, -1 when
-    unmatched), ``matching_scores (B, 2, N)`` and ``prune (B, 2, N)`` (the number of layers each
-    keypoint went through).
+    ``forward(keypoints, descriptors, image_sizes, mask, scales_oris=None)`` takes B pairs
+    stacked as ``keypoints (B, 2, N, 2)`` float (x, y) pixels, ``descriptors (B, 2, N,
+    input_dim)``, ``image_sizes (B, 2, 2)`` (width, height) of each image, ``mask (B, 2, N)``
+    bool (padding False) and, with ``add_scale_ori``, ``scales_oris (B, 2, N, 2)`` (scale in
+    pixels, orientation in radians: OpenCV's ``KeyPoint.size``, and ``angle`` in radians), and
+    returns ``matches (B, 2, N)`` int64 (index into the other image, -1 when unmatched),
+    ``matching_scores (B, 2, N)`` and ``prune (B, 2, N)`` (the number of layers each keypoint
+    went through).
     """
 
     def __init__(self, config: LightGlueMatcherConfig | None = None, **overrides) -> None:
@@ -222,7 +234,7 @@ class LightGlueMatcher(nn.Module):
         c = self.config
         dim, heads = c.descriptor_dim, c.num_attention_heads
         self.input_projection = nn.Linear(c.input_dim, dim) if c.input_dim != dim else nn.Identity()
-        self.positional_encoder = PositionalEncoder(dim, heads)
+        self.positional_encoder = PositionalEncoder(dim, heads, 4 if c.add_scale_ori else 2)
         layers = range(c.num_hidden_layers)
         self.transformer_layers = nn.ModuleList([TransformerLayer(dim, heads) for _ in layers])
         self.match_assignment_layers = nn.ModuleList([MatchAssignment(dim) for _ in layers])
@@ -230,7 +242,7 @@ class LightGlueMatcher(nn.Module):
             [TokenConfidence(dim) for _ in range(c.num_hidden_layers - 1)]
         )
 
-    def forward(self, keypoints, descriptors, image_sizes, mask):
+    def forward(self, keypoints, descriptors, image_sizes, mask, scales_oris=None):
         c = self.config
         batch, _, n, _ = keypoints.shape
         num_layers = c.num_hidden_layers
@@ -245,6 +257,10 @@ class LightGlueMatcher(nn.Module):
         mask = mask.reshape(batch * 2, n).bool()
         points = normalize_keypoints(keypoints.reshape(batch * 2, n, 2),
                                      image_sizes.reshape(batch * 2, 2))  # fmt: skip
+        if c.add_scale_ori:
+            if scales_oris is None:
+                raise ConfigError("these LightGlue weights need keypoint scales and orientations")
+            points = torch.cat([points, scales_oris.reshape(batch * 2, n, 2).to(points)], -1)
         x = self.input_projection(descriptors.reshape(batch * 2, n, -1).contiguous())
         cos, sin = self.positional_encoder(points)
         rows = torch.arange(batch * 2, device=device)  # the output row of each row
@@ -329,3 +345,158 @@ def _pack(keep: torch.Tensor, *tensors: torch.Tensor):
         where = slot.view(*slot.shape, *[1] * len(extra))
         packed.append(torch.where(where, gathered, torch.full_like(gathered, fill)))
     return packed
+
+
+# checkpoints -----------------------------------------------------------------------------------
+#: cvg's release checkpoints (Apache-2.0): github.com/cvg/LightGlue/releases/tag/v0.1_arxiv
+CVG_URL = "https://github.com/cvg/LightGlue/releases/download/v0.1_arxiv/{}_lightglue.pth"
+#: the features each release checkpoint was trained on -> (input_dim, add_scale_ori), as cvg's
+#: ``LightGlue.features``
+CVG_FEATURES = {
+    "superpoint": (256, False),
+    "disk": (128, False),
+    "aliked": (128, False),
+    "sift": (128, True),
+    "doghardnet": (128, True),
+}
+# cvg module names -> ours (transformers'), per layer
+_CVG_LAYER = {
+    "self_attn.out_proj": "self_attention.o_proj",
+    "self_attn.ffn.0": "self_mlp.fc1",
+    "self_attn.ffn.1": "self_mlp.layer_norm",
+    "self_attn.ffn.3": "self_mlp.fc2",
+    "cross_attn.to_v": "cross_attention.v_proj",
+    "cross_attn.to_out": "cross_attention.o_proj",
+    "cross_attn.ffn.0": "cross_mlp.fc1",
+    "cross_attn.ffn.1": "cross_mlp.layer_norm",
+    "cross_attn.ffn.3": "cross_mlp.fc2",
+}
+
+
+def is_cvg_state_dict(state: dict[str, torch.Tensor]) -> bool:
+    """True for cvg/LightGlue's (and kornia's) key layout (``posenc.Wr``, ``Wqkv``, ...)."""
+    return "posenc.Wr.weight" in state
+
+
+def convert_cvg_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """cvg/LightGlue's parameter names and layout -> ours (transformers').
+
+    Differences handled: the self-attention's fused ``Wqkv`` is laid out (heads, head_dim, 3)
+    along its output, so q, k and v are interleaved per head (cvg's ``SelfBlock``); the
+    cross-attention's single ``to_qk`` serves as both query and key projection (cvg's
+    ``CrossBlock``); the old ``self_attn.{i}``/``cross_attn.{i}`` prefixes (cvg renames them
+    too); ``token.0`` of the token-confidence ``Sequential``; the derived
+    ``confidence_thresholds`` buffer is dropped.
+    """
+    if not is_cvg_state_dict(state):
+        raise WeightsError("not a cvg/LightGlue state dict (no posenc.Wr.weight)")
+    dim = state["posenc.Wr.weight"].shape[0] * 2  # head_dim
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        key = re.sub(r"^(self_attn|cross_attn)\.(\d+)\.", r"transformers.\2.\1.", key)
+        if key == "confidence_thresholds":
+            continue
+        if key == "posenc.Wr.weight":
+            out["positional_encoder.projector.weight"] = value
+            continue
+        if key.startswith("input_proj."):
+            out["input_projection." + key.split(".", 1)[1]] = value
+            continue
+        if m := re.match(r"log_assignment\.(\d+)\.(final_proj|matchability)\.(\w+)$", key):
+            name = "final_projection" if m[2] == "final_proj" else "matchability"
+            out[f"match_assignment_layers.{m[1]}.{name}.{m[3]}"] = value
+            continue
+        if m := re.match(r"token_confidence\.(\d+)\.token\.0\.(\w+)$", key):
+            out[f"token_confidence.{m[1]}.token.{m[2]}"] = value
+            continue
+        m = re.match(r"transformers\.(\d+)\.(.+)\.(weight|bias)$", key)
+        if m is None:
+            raise WeightsError(f"unexpected key '{key}' in a cvg/LightGlue state dict")
+        prefix, module, kind = f"transformer_layers.{m[1]}.", m[2], m[3]
+        if module == "self_attn.Wqkv":
+            heads = value.shape[0] // 3 // dim
+            parts = value.reshape(heads, dim, 3, *value.shape[1:]).unbind(2)
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), parts):
+                out[f"{prefix}self_attention.{name}.{kind}"] = part.reshape(
+                    heads * dim, *value.shape[1:]
+                )
+        elif module == "cross_attn.to_qk":
+            out[f"{prefix}cross_attention.q_proj.{kind}"] = value
+            out[f"{prefix}cross_attention.k_proj.{kind}"] = value.clone()
+        elif module in _CVG_LAYER:
+            out[f"{prefix}{_CVG_LAYER[module]}.{kind}"] = value
+        else:
+            raise WeightsError(f"unexpected key '{key}' in a cvg/LightGlue state dict")
+    return out
+
+
+def config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> LightGlueMatcherConfig:
+    """The architecture of a state dict in our (transformers') names: descriptor and input
+    sizes, layer and head counts, scale/orientation inputs; ``overrides`` set the options."""
+    try:
+        dim = state["match_assignment_layers.0.final_projection.weight"].shape[0]
+        projector = state["positional_encoder.projector.weight"]
+    except KeyError as exc:
+        raise WeightsError(f"not a LightGlue state dict: no {exc.args[0]}") from None
+    projection = state.get("input_projection.weight")
+    layers = {int(k.split(".")[1]) for k in state if k.startswith("match_assignment_layers.")}
+    return LightGlueMatcherConfig(
+        input_dim=projection.shape[1] if projection is not None else dim,
+        descriptor_dim=dim,
+        num_hidden_layers=len(layers),
+        num_attention_heads=dim // (projector.shape[0] * 2),
+        add_scale_ori=projector.shape[1] == 4,
+    ).replace(**overrides)
+
+
+def _detector_free(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our names from any supported layout: cvg's converted, transformers' detector dropped."""
+    if is_cvg_state_dict(state):
+        return convert_cvg_state_dict(state)
+    return {k: v for k, v in state.items() if not k.startswith("keypoint_detector.")}
+
+
+class LightGlue(DeviceMixin, LightGlueMatcher):
+    """LightGlue for the features of any detector (see :func:`keypoints.match`); the network
+    and ``forward`` are :class:`LightGlueMatcher`'s. ``features`` names the release weights it
+    was loaded from (``"superpoint"``, ``"aliked"``, ``"sift"``, ...), else None."""
+
+    features: str | None = None
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike = "superpoint", *,
+                        revision: str | None = None, **options) -> LightGlue:  # fmt: skip
+        """Load LightGlue weights.
+
+        ``source`` is one of cvg's release names (:data:`CVG_FEATURES`: downloaded once from
+        :data:`CVG_URL` into keypoints' cache, offline afterwards), a checkpoint file (cvg's
+        ``*_lightglue.pth``, or our/transformers' names; ``.pth`` read with
+        ``weights_only=True``, or ``.safetensors``), a Hub-layout folder or a Hub id of
+        transformers' ``LightGlueForKeypointMatching`` (its detector's weights are not needed
+        and ignored; its config's options are the defaults). The architecture (descriptor
+        size, layers, scale/orientation inputs) follows from the weights. ``options``:
+        ``depth_confidence``, ``width_confidence``, ``filter_threshold``. Returns the model in
+        eval mode.
+        """
+        from .weights import download_url, load_state_dict, resolve_checkpoint
+
+        text = os.fspath(source)
+        defaults: dict = {}
+        if text in CVG_FEATURES:
+            hint = f"or pass the path of {text}_lightglue.pth"
+            path = download_url(CVG_URL.format(text), f"{text}_lightglue_v0-1_arxiv.pth", hint)
+        else:
+            hint = "pass a local file or folder"
+            ckpt = resolve_checkpoint(
+                text, config=not os.path.isfile(text), revision=revision, hint=hint
+            )
+            path, config = ckpt.weights, ckpt.config or {}
+            if config.get("model_type") not in (None, "lightglue"):
+                raise WeightsError(f"'{text}' holds a {config['model_type']}, not LightGlue")
+            names = ("depth_confidence", "width_confidence", "filter_threshold")
+            defaults = {k: config[k] for k in names if k in config}
+        state = _detector_free(load_state_dict(path))
+        model = cls(config_from_state_dict(state, **{**defaults, **options}))
+        load_checked(model, state, strict=True)
+        model.features = text if text in CVG_FEATURES else None
+        return model.eval()

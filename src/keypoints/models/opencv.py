@@ -1,6 +1,7 @@
 """OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al. 2011) behind the same interface as the
 learned models: ``detect_image(gray uint8 (H, W))`` -> keypoints (N, 2) float32 (x, y),
-scores (N,), descriptors (N, D). OpenCV's pixel convention (centres at integers) is ours.
+scores (N,), descriptors (N, D), scales (N,) and orientations (N,). OpenCV's pixel convention
+(centres at integers) is ours.
 """
 
 from __future__ import annotations
@@ -11,7 +12,17 @@ import torch
 from ..errors import ConfigError
 from .config import check_max_keypoints, check_unit, config_class
 
-__all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB"]
+__all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB", "rootsift"]
+
+
+def rootsift(descriptors):
+    """RootSIFT (Arandjelovic & Zisserman 2012) of non-negative SIFT descriptors ``(N, 128)``
+    (numpy or torch, raw or L2-normalised: the L1 normalisation removes either scale): L1
+    normalise, square root, so the dot product is the Hellinger kernel; rows have unit L2 norm.
+    """
+    if isinstance(descriptors, torch.Tensor):
+        return (descriptors / descriptors.sum(1, keepdim=True).clamp(min=1e-12)).sqrt()
+    return np.sqrt(descriptors / np.maximum(descriptors.sum(1, keepdims=True), 1e-12))
 
 
 @config_class
@@ -68,9 +79,14 @@ class _OpenCVDetector:
     def from_pretrained(cls, source=None, **overrides):
         return cls(cls.config_class(**overrides))
 
+    def feature_name(self, **options) -> str:
+        """The name of the features detected with ``options`` (``Features.model``)."""
+        return self.name
+
     def detect_image(self, gray: np.ndarray, **options):
-        """``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D)
-        (numpy), the N best by OpenCV's response, in decreasing order."""
+        """``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D),
+        scales (N,) (OpenCV's ``KeyPoint.size``, pixels) and orientations (N,) (radians), numpy,
+        the N best by OpenCV's response, in decreasing order."""
         conf = self.config.replace(**options) if options else self.config
         dim, dtype = self.descriptor_dim, np.uint8 if self.binary else np.float32
         too_small = min(gray.shape) < self.min_size  # OpenCV asserts on these
@@ -78,13 +94,17 @@ class _OpenCVDetector:
             ((), None) if too_small else self._detector(conf).detectAndCompute(gray, None)
         )
         if not points or desc is None:
-            return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros((0, dim), dtype)
+            empty = np.zeros(0, np.float32)
+            return np.zeros((0, 2), np.float32), empty, np.zeros((0, dim), dtype), empty, empty
         kpts = np.array([p.pt for p in points], np.float32)
         scores = np.array([p.response for p in points], np.float32)
+        scales = np.array([p.size for p in points], np.float32)
+        oris = np.deg2rad(np.array([p.angle for p in points], np.float32))
         order = np.argsort(-scores, kind="stable")
         if conf.max_keypoints > 0:
             order = order[: conf.max_keypoints]
-        return kpts[order], scores[order], self._descriptors(desc[order], conf)
+        desc = self._descriptors(desc[order], conf)
+        return kpts[order], scores[order], desc, scales[order], oris[order]
 
 
 class SIFT(_OpenCVDetector):
@@ -100,10 +120,14 @@ class SIFT(_OpenCVDetector):
         n = conf.max_keypoints if conf.max_keypoints > 0 else 0
         return cv2.SIFT_create(nfeatures=n, contrastThreshold=conf.threshold)
 
+    def feature_name(self, **options) -> str:
+        conf = self.config.replace(**options) if options else self.config
+        return "rootsift" if conf.rootsift else "sift"
+
     def _descriptors(self, desc: np.ndarray, conf) -> np.ndarray:
         desc = desc.astype(np.float32)
-        if conf.rootsift:  # L1-normalise, square root: Hellinger kernel as a dot product
-            desc = np.sqrt(desc / np.maximum(desc.sum(1, keepdims=True), 1e-12))
+        if conf.rootsift:
+            desc = rootsift(desc)
         return desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
 
 

@@ -95,6 +95,15 @@ MODELS: dict[str, ModelInfo] = {
         SIFT,
         lambda: True,
     ),
+    "rootsift": ModelInfo(
+        "rootsift",
+        "handcrafted",
+        128,
+        "Apache-2.0 (OpenCV)",
+        "none",
+        lambda: SIFT(rootsift=True),
+        lambda: True,
+    ),
     "orb": ModelInfo(
         "orb",
         "handcrafted",

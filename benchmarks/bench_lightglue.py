@@ -1,0 +1,318 @@
+"""LightGlue matcher: transformers' LightGlueForKeypointMatching vs keypoints' LightGlueMatcher,
+same weights, same keypoints and descriptors, same machine (CPU).
+
+Only the matcher is timed: transformers' ``_match_image_pair`` against our
+``LightGlueMatcher.forward``, on 1024 + 1024 keypoints per pair (Oxford graf 1-2 for batch 1;
+graf 1-2 and 1-3 for batch 2). Each (case, batch, implementation) runs in its own subprocess (so
+peak RSS is its own) with the same torch thread count: warm-up calls, then --runs timed calls.
+The table gives median and min ms per pair, transformers' time over ours (by medians and by
+minima), matches per pair, the mean number of layers each keypoint went through (the ``prune``
+output), whether our match sets are identical to transformers' (and the largest score
+difference), and peak RSS.
+
+    python benchmarks/bench_lightglue.py [--runs 10] [--warmup 2] [--threads N] [--json]
+
+Weights are RANDOM (the released LightGlue weights cannot be downloaded here), built as in
+tests/test_lightglue.py: transformers' random initialisation (seed 0), with the final
+projections of the assignment heads set to 8 x identity so that similar descriptors match and
+matches are many. Random heads are never confident, so three cases:
+
+- adaptive off: depth_confidence = width_confidence = 0 (all 9 layers, no pruning);
+- adaptive on, nothing triggers: 0.95 / 0.99, unbiased heads (the adaptive checks run every
+  layer but no pair stops early and no keypoint is pruned);
+- adaptive on, early stops and pruning: 0.95 / 0.99 with the token-confidence bias set to 3.0
+  (keypoints look confident, so pairs stop early) and the matchability bias to -2.0 (keypoints
+  look unmatchable, so those not confident would be pruned). With these random weights every
+  pair already stops after the first layer (mean layers per keypoint 1.00), before any pruning:
+  the case measures the early-exit path.
+
+Timing depends on the weights' values only through these adaptive decisions. Keypoints come
+from keypoints.detect at 480x640 with a SuperPoint whose encoder and descriptor head are the
+released ones from ../shared/data (the detector head is random, sharpened as
+tests/conftest.py's random_superpoint does; all random when the file is absent), threshold 0
+and max_keypoints 1024, so every image gives exactly 1024 keypoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+from _common import DATA, print_table, run_child, time_calls
+
+GRAF = DATA / "homography" / "oxford_affine" / "graf"
+PARTIAL = DATA / "weights/superpoint_partial/superpoint_v1_encoder_descriptor.safetensors"
+HEIGHT, WIDTH = 480, 640
+NUM_KEYPOINTS = 1024
+#: name -> (depth_confidence, width_confidence, token-confidence bias, matchability bias)
+CASES = {
+    "adaptive off": (0.0, 0.0, 0.0, 0.0),
+    "adaptive on, nothing triggers": (0.95, 0.99, 0.0, 0.0),
+    "adaptive on, early stops and pruning": (0.95, 0.99, 3.0, -2.0),
+}
+#: batch size -> graf image pairs
+BATCHES = {1: [(1, 2)], 2: [(1, 2), (1, 3)]}
+IMPLEMENTATIONS = ("transformers", "keypoints")
+
+
+def detector():
+    """SuperPoint with the released encoder and descriptor head when present, a random detector
+    head (He-normal, zero bias, sharpened x10 so scores spread), threshold 0, 1024 keypoints."""
+    import torch
+
+    import keypoints
+
+    torch.manual_seed(0)
+    options = {"max_keypoints": NUM_KEYPOINTS, "keypoint_threshold": 0.0}
+    if PARTIAL.exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keypoints.SuperPoint.from_pretrained(
+                PARTIAL, strict=False, backend="torch", **options
+            )
+        heads = (model.convPa, model.convPb)
+    else:
+        model = keypoints.SuperPoint(keypoints.SuperPointConfig(**options))
+        heads = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for module in heads:
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            module.bias.zero_()
+        model.convPb.weight.mul_(10.0)
+    return model.eval()
+
+
+def make_inputs(path: Path) -> None:
+    """Detect graf img1..img3 at 480x640 and save, per batch size, keypoints (B, 2, N, 2) in
+    pixels of the 480x640 frame, descriptors (B, 2, N, 256) and mask (B, 2, N)."""
+    import torch
+
+    import keypoints
+
+    images = [GRAF / f"img{i}.ppm" for i in (1, 2, 3)]
+    features = keypoints.detect([str(p) for p in images], detector(), resize=(HEIGHT, WIDTH))
+    per_image = {}
+    for i, f in enumerate(features, start=1):
+        if len(f) != NUM_KEYPOINTS:
+            raise SystemExit(f"img{i}.ppm gave {len(f)} keypoints, not {NUM_KEYPOINTS}")
+        # in pixels of the 480x640 image the network saw (f.image_size is (width, height))
+        scale = torch.tensor([WIDTH / f.image_size[0], HEIGHT / f.image_size[1]])
+        per_image[i] = ((f.keypoints + 0.5) * scale - 0.5, f.descriptors.float())
+    inputs = {}
+    for batch, pairs in BATCHES.items():
+        kp = torch.stack([torch.stack([per_image[a][0], per_image[b][0]]) for a, b in pairs])
+        desc = torch.stack([torch.stack([per_image[a][1], per_image[b][1]]) for a, b in pairs])
+        mask = torch.ones(kp.shape[:3], dtype=torch.bool)
+        inputs[batch] = {"keypoints": kp, "descriptors": desc, "mask": mask}
+    torch.save(inputs, path)
+
+
+def their_config(case: str):
+    import transformers
+
+    depth, width, _, _ = CASES[case]
+    return transformers.LightGlueConfig(
+        keypoint_detector_config=transformers.SuperPointConfig(max_keypoints=NUM_KEYPOINTS),
+        depth_confidence=depth,
+        width_confidence=width,
+        filter_threshold=0.0,  # random weights give low scores: keep every mutual match
+    )
+
+
+def make_weights(case: str, path: Path) -> None:
+    """transformers' random weights (seed 0) with the final projections set to 8 x identity and
+    the case's biases (see the module docstring), saved as its state dict."""
+    import torch
+    import transformers
+
+    _, _, token_bias, match_bias = CASES[case]
+    torch.manual_seed(0)
+    model = transformers.LightGlueForKeypointMatching(their_config(case))
+    with torch.no_grad():
+        for layer in model.match_assignment_layers:
+            layer.final_projection.weight.copy_(8 * torch.eye(256))
+            layer.final_projection.bias.zero_()
+            layer.matchability.bias.fill_(match_bias)
+        for layer in model.token_confidence:
+            layer.token.bias.fill_(token_bias)
+    torch.save(model.state_dict(), path)
+
+
+def run_config(name: str, case: str, batch: int, weights: str, inputs: str, out: str,
+               runs: int, warmup: int, threads: int) -> dict:  # fmt: skip
+    """Time one implementation on one case and batch in this process; saves its outputs."""
+    import torch
+
+    torch.set_num_threads(threads)
+    data = torch.load(inputs, weights_only=True)[batch]
+    kp, desc, mask = data["keypoints"], data["descriptors"], data["mask"]
+    state = torch.load(weights, weights_only=True)
+    n = kp.shape[2]
+    if name == "transformers":
+        import transformers
+
+        model = transformers.LightGlueForKeypointMatching(their_config(case)).eval()
+        model.load_state_dict(state, strict=True)
+        int_mask = mask.int()
+
+        def call():
+            with torch.inference_mode():
+                matches, scores, prune, _, _ = model._match_image_pair(
+                    kp.clone(), desc, HEIGHT, WIDTH, mask=int_mask
+                )
+            return tuple(t.reshape(batch, 2, n) for t in (matches, scores, prune))
+
+    else:
+        from keypoints.models.lightglue import LightGlueMatcher, LightGlueMatcherConfig
+
+        depth, width, _, _ = CASES[case]
+        config = LightGlueMatcherConfig(
+            depth_confidence=depth, width_confidence=width, filter_threshold=0.0
+        )
+        model = LightGlueMatcher(config).eval()
+        model.load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith("keypoint_detector")},
+            strict=True,
+        )
+        del state
+        sizes = torch.tensor([WIDTH, HEIGHT]).expand(batch, 2, 2)
+
+        def call():
+            with torch.inference_mode():
+                return model(kp, desc, sizes, mask)
+
+    timing = time_calls(call, runs, warmup)
+    matches, scores, prune = timing.pop("result")
+    torch.save({"matches": matches.long(), "scores": scores.float(), "prune": prune.long()}, out)
+    matched = ((matches[:, 0] > -1) & mask[:, 0]).sum()
+    return {
+        "median_ms": timing["median_ms"] / batch,
+        "min_ms": timing["min_ms"] / batch,
+        "peak_rss_mib": timing["peak_rss_mib"],
+        "matches": int(matched) / batch,
+        "mean_layers": float(prune[mask].float().mean()),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def compare(outputs: dict, reference: dict, mask) -> tuple[bool, float]:
+    """Identical match sets on the real keypoints, and the largest matching-score difference."""
+    same = bool((outputs["matches"][mask] == reference["matches"][mask]).all())
+    diff = float((outputs["scores"][mask] - reference["scores"][mask]).abs().max())
+    return same, diff
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads in every child (default: torch's)")  # fmt: skip
+    parser.add_argument("--cases", default=";".join(CASES), help="semicolon-separated")
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="comma-separated")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        name, case, batch, weights, inputs, out = args.child
+        if name == "prepare":  # inputs and weights in a child too: a child's peak RSS starts
+            make_inputs(Path(inputs))  # at its parent's, so the parent must stay small
+            for i, each in enumerate(json.loads(case)):
+                make_weights(each, Path(weights) / f"weights{i}.pt")
+            print(json.dumps({}))
+            return
+        row = run_config(name, case, int(batch), weights, inputs, out, args.runs, args.warmup,
+                         args.threads)  # fmt: skip
+        print(json.dumps(row))
+        return
+
+    try:  # not imported here: the parent stays small (see "prepare")
+        transformers_version = importlib.metadata.version("transformers")
+    except importlib.metadata.PackageNotFoundError:
+        raise SystemExit("transformers is not installed (pip install -e '.[test]')") from None
+    if not GRAF.exists():
+        raise SystemExit(f"benchmark images not found: {GRAF} (../shared/data beside the repo)")
+    cases = [c for c in args.cases.split(";") if c]
+    batches = [int(b) for b in args.batches.split(",")]
+    unknown = [c for c in cases if c not in CASES] + [b for b in batches if b not in BATCHES]
+    if unknown:
+        raise SystemExit(f"unknown cases or batches: {unknown}")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "inputs.pt"
+        run_child(__file__, ["--child", "prepare", json.dumps(cases), "0", tmp, str(inputs), "-"])
+        masks = {b: v["mask"] for b, v in torch.load(inputs, weights_only=True).items()}
+        for i, case in enumerate(cases):
+            weights = Path(tmp) / f"weights{i}.pt"
+            for batch in batches:
+                results = {}
+                for name in IMPLEMENTATIONS:
+                    out = Path(tmp) / f"{name}.pt"
+                    child = ["--runs", str(args.runs), "--warmup", str(args.warmup)]
+                    child += ["--threads", str(args.threads), "--child", name, case, str(batch)]
+                    row = run_child(__file__, [*child, str(weights), str(inputs), str(out)])
+                    row["outputs"] = torch.load(out, weights_only=True)
+                    results[name] = {"case": case, "batch": batch, "implementation": name, **row}
+                reference = results["transformers"]
+                for row in results.values():
+                    row["ratio"] = reference["median_ms"] / row["median_ms"]
+                    row["ratio_min"] = reference["min_ms"] / row["min_ms"]
+                    row["identical_matches"], row["max_score_diff"] = compare(
+                        row["outputs"], reference["outputs"], masks[batch]
+                    )
+                    rows.append(row)
+                for row in results.values():
+                    del row["outputs"]
+
+    meta = {
+        "keypoints_per_image": NUM_KEYPOINTS,
+        "image_size": [HEIGHT, WIDTH],
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "transformers": transformers_version,
+        "weights": "random (seed 0, final projections 8 x identity, biases per case)",
+    }
+    if args.json:
+        print(json.dumps({"meta": meta, "results": rows}, indent=2))
+        return
+    print(
+        f"LightGlue matcher only, {NUM_KEYPOINTS} + {NUM_KEYPOINTS} keypoints per pair (Oxford "
+        f"graf at {WIDTH}x{HEIGHT}), CPU, {args.threads} torch threads, {args.runs} runs after "
+        f"{args.warmup} warm-up, torch {meta['torch']}, transformers {meta['transformers']}.\n"
+        "RANDOM weights (the released ones cannot be downloaded here), final projections set to "
+        "8 x identity; in the last case the token-confidence bias is 3.0 (pairs stop early) and "
+        "the matchability bias -2.0 (would prune keypoints; here every pair stops after the "
+        "first layer, before any pruning). ms per pair; ratio = transformers' "
+        "time / ours; agreement = identical match sets and max |score difference| against "
+        "transformers.\n"
+    )
+    header = ["case", "batch", "implementation", "median ms", "min ms",
+              "transformers/ours (median)", "transformers/ours (min)", "matches",
+              "mean layers/keypoint", "identical matches", "max score diff",
+              "peak RSS MiB"]  # fmt: skip
+    table = []
+    for row in rows:
+        ours = row["implementation"] != "transformers"
+        table.append([
+            row["case"], str(row["batch"]), row["implementation"],
+            f"{row['median_ms']:.0f}", f"{row['min_ms']:.0f}",
+            f"{row['ratio']:.2f}x" if ours else "-", f"{row['ratio_min']:.2f}x" if ours else "-",
+            f"{row['matches']:.0f}", f"{row['mean_layers']:.2f}",
+            ("yes" if row["identical_matches"] else "no") if ours else "reference",
+            f"{row['max_score_diff']:.1e}" if ours else "-", f"{row['peak_rss_mib']:.0f}",
+        ])  # fmt: skip
+    print_table(header, table)
+
+
+if __name__ == "__main__":
+    main()
