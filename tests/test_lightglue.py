@@ -233,3 +233,176 @@ def test_from_pretrained_and_save_pretrained_round_trip_with_transformers(pairs,
 
     with pytest.raises(keypoints.WeightsNotFoundError, match="offline|HF_HUB_OFFLINE|cache"):
         LightGlueForKeypointMatching.from_pretrained("ETH-CVG/lightglue_superpoint")
+
+
+# cvg's checkpoints and LightGlue for our detectors ----------------------------------------------
+def cvg_lightglue(input_dim=256, add_scale_ori=False, depth=0.0, width=0.0, token_bias=0.0,
+                  match_bias=0.0):  # fmt: skip
+    """cvg/LightGlue's own implementation and key layout (kornia's copy of it: fused ``Wqkv``,
+    shared ``to_qk``, ``posenc.Wr``, ...) with random weights, final projections a scaled
+    identity as in :func:`twins`; biases as in ``CASES``."""
+    lightglue = pytest.importorskip("kornia.feature.lightglue")
+    torch.manual_seed(1)
+    model = lightglue.LightGlue(features=None, input_dim=input_dim, add_scale_ori=add_scale_ori,
+                                depth_confidence=depth if depth > 0 else -1,
+                                width_confidence=width if width > 0 else -1,
+                                filter_threshold=0.0, flash=False)  # fmt: skip
+    with torch.no_grad():
+        for layer in model.log_assignment:
+            layer.final_proj.weight.copy_(8 * torch.eye(256))
+            layer.final_proj.bias.zero_()
+            layer.matchability.bias.fill_(match_bias)
+        for layer in model.token_confidence:
+            layer.token[0].bias.fill_(token_bias)
+    return model.eval()
+
+
+def run_cvg(model, f0, f1, **extra):
+    """cvg's forward on two images' (x, y) pixel keypoints, descriptors and (w, h) sizes."""
+    data = [
+        {
+            "keypoints": f.keypoints[None],
+            "descriptors": f.descriptors[None],
+            "image_size": torch.tensor([f.image_size], dtype=torch.float32),
+            **{k: v[i][None] for k, v in extra.items()},
+        }
+        for i, f in enumerate((f0, f1))
+    ]
+    with torch.no_grad():
+        return model({"image0": data[0], "image1": data[1]})
+
+
+@pytest.fixture(scope="module")
+def graf_features():
+    """SuperPoint-like features (random detector, 256-d) of Oxford graf 1 and 2."""
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    detector = random_superpoint(max_keypoints=400)
+    return keypoints.detect([str(graf / "img1.ppm"), str(graf / "img2.ppm")], detector)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_cvg_key_mapping_equals_the_original_and_transformers(graf_features, case):
+    """A random state dict in cvg's layout: mapped by us, our model gives what cvg's own code
+    gives on those weights, and so does transformers' model loaded with the mapped numbers."""
+    from keypoints.models.lightglue import config_from_state_dict, convert_cvg_state_dict
+
+    depth, width, token_bias, match_bias = CASES[case]
+    original = cvg_lightglue(256, False, depth, width, token_bias, match_bias)
+    state = convert_cvg_state_dict(original.state_dict())
+    assert "transformer_layers.0.self_attention.q_proj.weight" in state
+    config = config_from_state_dict(
+        state, depth_confidence=depth, width_confidence=width, filter_threshold=0.0
+    )
+    assert (config.input_dim, config.num_hidden_layers, config.num_attention_heads) == (256, 9, 4)
+    ours = LightGlueMatcher(config).eval()
+    ours.load_state_dict(state, strict=True)
+    theirs, _ = twins(depth, width, 0.0, 0.0)
+    missing = theirs.load_state_dict(state, strict=False).missing_keys
+    assert all(k.startswith("keypoint_detector.") for k in missing)
+
+    f0, f1 = graf_features
+    expected = run_cvg(original, f0, f1)
+    n0, n1 = len(f0), len(f1)
+    n = max(n0, n1)
+    kp, desc = torch.zeros(1, 2, n, 2), torch.zeros(1, 2, n, 256)
+    mask = torch.zeros(1, 2, n, dtype=torch.bool)
+    for side, f in enumerate((f0, f1)):
+        kp[0, side, : len(f)], desc[0, side, : len(f)] = f.keypoints, f.descriptors
+        mask[0, side, : len(f)] = True
+    sizes = torch.tensor(f0.image_size).expand(1, 2, 2)
+    with torch.no_grad():
+        got = ours(kp, desc, sizes, mask)
+        # transformers normalises by one (height, width) for both images: graf's are equal
+        assert f0.image_size == f1.image_size
+        width_, height_ = f0.image_size
+        via_transformers = theirs._match_image_pair(kp.clone(), desc, height_, width_,
+                                                    mask=mask.int())  # fmt: skip
+    assert torch.equal(got[0][0, 0, :n0], expected["matches0"][0])
+    assert torch.equal(got[0][0, 1, :n1], expected["matches1"][0])
+    assert int((got[0] > -1).sum()) > 50
+    torch.testing.assert_close(got[1][0, 0, :n0], expected["matching_scores0"][0], atol=1e-4,
+                               rtol=0)  # fmt: skip
+    transformers_matches = via_transformers[0].reshape(1, 2, n)[0, 0, :n0].long()
+    assert torch.equal(transformers_matches, expected["matches0"][0])
+    if case.endswith("pruning"):
+        assert expected["stop"] < 9 and got[2][0, 0, :n0].float().mean() < 8
+
+
+@pytest.fixture()
+def cached_weights(tmp_path, monkeypatch):
+    """keypoints' download cache holding cvg-layout checkpoints (random numbers) under the
+    release file names, so the release names resolve offline; returns name -> original."""
+    monkeypatch.setenv("KEYPOINTS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from keypoints import matching
+
+    monkeypatch.setattr(matching, "_MATCHERS", {})
+    (tmp_path / "cache").mkdir()
+    originals = {}
+    for name, (dim, scale_ori) in {"aliked": (128, False), "sift": (128, True)}.items():
+        originals[name] = cvg_lightglue(dim, scale_ori, 0.95, 0.99, 3.0, -2.0)
+        torch.save(originals[name].state_dict(),
+                   tmp_path / "cache" / f"{name}_lightglue_v0-1_arxiv.pth")  # fmt: skip
+    return originals
+
+
+def test_match_lightglue_picks_the_weights_of_the_features_model(cached_weights):
+    """keypoints.match(method="lightglue") on ALIKED and SIFT features of a real pair: the
+    release weights for each model (from the cache), SIFT as RootSIFT with scales and
+    orientations, equal to cvg's own code on those weights."""
+    from keypoints.models.opencv import rootsift
+
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    paths = [str(graf / "img1.ppm"), str(graf / "img2.ppm")]
+    for model, weights in (("aliked-n16", "aliked"), ("sift", "sift")):
+        f0, f1 = keypoints.detect(paths, model, max_keypoints=500)
+        matches = keypoints.match(f0, f1, method="lightglue", filter_threshold=0.0)
+        extra = {}
+        if model == "sift":
+            assert f0.scales is not None and f0.orientations.abs().max() <= 2 * torch.pi
+            extra = {"scales": [f0.scales, f1.scales], "oris": [f0.orientations, f1.orientations]}
+            f0.descriptors, f1.descriptors = rootsift(f0.descriptors), rootsift(f1.descriptors)
+        expected = run_cvg(cached_weights[weights], f0, f1, **extra)
+        m0 = expected["matches0"][0]
+        valid = torch.nonzero(m0 > -1)[:, 0]
+        assert len(matches) == len(valid) > 50, model
+        assert torch.equal(matches.indices, torch.stack([valid, m0[valid]], 1)), model
+        torch.testing.assert_close(matches.scores, expected["matching_scores0"][0][valid],
+                                   atol=1e-4, rtol=0)  # fmt: skip
+        torch.testing.assert_close(matches.distances, 1 - matches.scores)
+
+
+def test_match_batch_of_mixed_counts_equals_each_pair_alone(cached_weights):
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    images = [graf / "img1.ppm", graf / "img2.ppm", EXAMPLE, EXAMPLE.parent / "cats_warped.jpg"]
+    features = [
+        keypoints.detect(str(p), "aliked-n16", max_keypoints=450 - 70 * i)[0]
+        for i, p in enumerate(images)
+    ]
+    pairs = [(features[0], features[1]), (features[2], features[3]), (features[3], features[0])]
+    batched = keypoints.match_batch(pairs, "lightglue", batch_size=3, filter_threshold=0.0)
+    for pair, got in zip(pairs, batched):
+        alone = keypoints.match(*pair, method="lightglue", filter_threshold=0.0)
+        assert torch.equal(got.indices, alone.indices)
+        torch.testing.assert_close(got.scores, alone.scores, atol=1e-4, rtol=0)
+    assert len(batched[0]) > 20
+
+
+def test_lightglue_errors(cached_weights, graf_features):
+    f0, f1 = graf_features  # model "superpoint": its weights are not in this cache
+    with pytest.raises(keypoints.WeightsNotFoundError, match="offline"):
+        keypoints.match(f0, f1, method="lightglue")
+    t16 = keypoints.detect(str(EXAMPLE), "aliked-t16", max_keypoints=50)[0]
+    with pytest.raises(keypoints.ConfigError, match="no released LightGlue weights.*aliked-t16"):
+        keypoints.match(t16, t16, method="lightglue")
+    with pytest.raises(keypoints.ConfigError, match="128-d float descriptors cannot match"):
+        keypoints.match(t16, t16, method="lightglue", matcher="aliked")
+    with pytest.raises(keypoints.ConfigError, match="different models"):
+        keypoints.match(f0, t16, method="lightglue")
+    with pytest.raises(keypoints.ConfigError, match="nearest-neighbour option"):
+        keypoints.match(f0, f1, method="lightglue", ratio=0.8)
+    with pytest.raises(keypoints.ConfigError, match="unknown LightGlue option 'depth'"):
+        keypoints.match(t16, t16, method="lightglue", matcher="aliked", depth=0.5)
+    empty = keypoints.Features(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0, 128), (9, 9),
+                               model="aliked-n16")  # fmt: skip
+    assert len(keypoints.match(empty, empty, method="lightglue")) == 0

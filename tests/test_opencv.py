@@ -63,3 +63,38 @@ def test_option_errors():
         keypoints.detect(str(EXAMPLE), "sift", rootsfit=True)
     with pytest.raises(keypoints.ConfigError, match="nms_radius"):
         keypoints.detect(str(EXAMPLE), "orb", nms_radius=3)
+
+
+def test_sift_scales_and_orientations_round_trip(tmp_path):
+    """SIFT features carry OpenCV's sizes (in original-image pixels) and angles (radians),
+    through save/load and hloc's layout; rootsift features are named so."""
+    import cv2
+    import h5py
+
+    from keypoints.io.hloc import read_features, write_features
+
+    gray = np.asarray(keypoints.image.to_array(EXAMPLE))[..., 0]
+    gray8 = np.uint8(np.clip(np.rint(gray * 255), 0, 255))
+    points = cv2.SIFT_create(nfeatures=200).detect(gray8, None)
+    by_position = {(round(p.pt[0], 3), round(p.pt[1], 3)): p for p in points}
+    feats = keypoints.detect(str(EXAMPLE), "sift", max_keypoints=200)[0]
+    for (x, y), size, angle in zip(feats.keypoints.tolist(), feats.scales.tolist(),
+                                   feats.orientations.tolist()):  # fmt: skip
+        p = by_position.get((round(x, 3), round(y, 3)))
+        if p is not None:
+            assert abs(size - p.size) < 1e-3 and abs(angle - np.deg2rad(p.angle)) < 1e-4
+    # detected at half size: sizes scaled back to original pixels, like the keypoints
+    half = keypoints.detect(str(EXAMPLE), "sift", max_keypoints=200, resize=320)[0]
+    small = keypoints.detection.prepare(SIFT(), keypoints.image.to_array(EXAMPLE), 320)
+    raw = SIFT(max_keypoints=200).detect_image(small.image)
+    torch.testing.assert_close(half.scales, torch.from_numpy(raw[3]) * 2, rtol=1e-5, atol=1e-4)
+    keypoints.save_features(feats, tmp_path / "f.npz")
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        write_features(f, "cats.png", feats)
+    loaded = keypoints.load_features(tmp_path / "f.npz")
+    for back in (loaded, read_features(tmp_path / "f.h5", "cats.png")):
+        assert torch.equal(back.scales, feats.scales)
+        assert torch.equal(back.orientations, feats.orientations)
+    assert keypoints.detect(str(EXAMPLE), "sift", rootsift=True)[0].model == "rootsift"
+    assert keypoints.detect(str(EXAMPLE), "rootsift")[0].model == "rootsift"
+    assert keypoints.detect(str(EXAMPLE), "aliked-n16")[0].scales is None
