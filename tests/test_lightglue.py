@@ -4,6 +4,7 @@ counts equal to each pair alone."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import DATA, EXAMPLE, random_superpoint, require
@@ -406,3 +407,54 @@ def test_lightglue_errors(cached_weights, graf_features):
     empty = keypoints.Features(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0, 128), (9, 9),
                                model="aliked-n16")  # fmt: skip
     assert len(keypoints.match(empty, empty, method="lightglue")) == 0
+
+
+def test_cli_match_match_pairs_and_eval_with_lightglue(cached_weights, tmp_path, capsys):
+    """`keypoints match --matcher lightglue`, `match-pairs --matcher lightglue` (hloc layout,
+    LightGlue's scores stored) and `eval homography --matcher lightglue`, equal to the API."""
+    import json
+
+    import h5py
+
+    from keypoints.cli import main
+    from keypoints.io.hloc import read_features
+
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    img1, img2 = str(graf / "img1.ppm"), str(graf / "img2.ppm")
+    assert main(["match", img1, img2, "--max-keypoints", "300", "--resize", "none",
+                 "--matcher", "lightglue", "-o", str(tmp_path / "m.png")]) == 0  # fmt: skip
+    f0, f1 = keypoints.detect([img1, img2], "aliked-n16", max_keypoints=300)
+    expected = keypoints.match(f0, f1, method="lightglue")
+    assert f"matches: {len(expected)} (LightGlue)" in capsys.readouterr().out
+    assert (tmp_path / "m.png").stat().st_size > 0
+
+    features = tmp_path / "features.h5"
+    keypoints.extract(graf, features, model="aliked-n16", max_keypoints=300, progress=False)
+    out = tmp_path / "matches.h5"
+    assert main(["match-pairs", str(features), "--exhaustive", "--matcher", "lightglue",
+                 "--batch-size", "4", "-o", str(out)]) == 0  # fmt: skip
+    names = ["img1.ppm", "img2.ppm", "img3.ppm"]
+    feats = [read_features(features, n) for n in names]
+    with h5py.File(out, "r") as f:
+        assert len([1 for a in f for _ in f[a]]) == 15  # 6 images, exhaustive
+        for (i, a), (j, b) in [((0, names[0]), (1, names[1])), ((1, names[1]), (2, names[2]))]:
+            m = keypoints.match(feats[i], feats[j], method="lightglue", filter_threshold=0.1)
+            group = f[f"{a}/{b}"]
+            matches0 = group["matches0"][()]
+            assert np.array_equal(np.flatnonzero(matches0 > -1), m.indices[:, 0].numpy())
+            assert np.array_equal(matches0[matches0 > -1], m.indices[:, 1].numpy())
+            stored = group["matching_scores0"][()][m.indices[:, 0].numpy()]
+            np.testing.assert_allclose(stored, m.scores.numpy(), atol=1e-3)
+
+    results = tmp_path / "results"
+    assert main(["eval", "homography", str(graf), "--models", "aliked-n16", "--max-keypoints",
+                 "300", "--matcher", "lightglue", "-o", str(results)]) == 0  # fmt: skip
+    assert "matcher=LightGlue" in capsys.readouterr().out
+    metrics = json.loads((results / "metrics.json").read_text())["aliked-n16"]
+    counts = []
+    for k in range(2, 7):
+        fk = keypoints.detect(str(graf / f"img{k}.ppm"), "aliked-n16", max_keypoints=300)[0]
+        counts.append(len(keypoints.match(f0, fk, method="lightglue")))
+    assert metrics["matches"] == pytest.approx(np.mean(counts)) and metrics["pairs"] == 5
+    assert main(["match", img1, img2, "--matcher", "lightglue", "--model", "aliked-t16"]) == 2
+    assert "no released LightGlue weights" in capsys.readouterr().err

@@ -248,6 +248,22 @@ def models(as_json):
     _print_table(header, rows)
 
 
+def _matcher_options(function):
+    """--matcher and --matcher-weights, shared by the matching commands."""
+    function = click.option(
+        "--matcher-weights",
+        help="LightGlue weights: a release name (superpoint, aliked, sift, disk), a checkpoint "
+        "or a Hub id; default: the release trained on the detector's features.",
+    )(function)
+    return click.option(
+        "--matcher",
+        type=click.Choice(["mnn", "lightglue"]),
+        default="mnn",
+        show_default=True,
+        help="Mutual nearest neighbour, or LightGlue (weights downloaded once, then cached).",
+    )(function)
+
+
 @cli.command("match")
 @click.argument("image0")
 @click.argument("image1")
@@ -263,6 +279,7 @@ def models(as_json):
 @_resize_option("1024")
 @click.option("--ratio", type=float, help="Lowe's ratio test, e.g. 0.8.")
 @click.option("--max-distance", type=float, help="Drop matches with a larger descriptor distance.")
+@_matcher_options
 @click.option(
     "--verify",
     "verify_model",
@@ -295,6 +312,8 @@ def match_command(
     resize,
     ratio,
     max_distance,
+    matcher,
+    matcher_weights,
     verify_model,
     ransac_threshold,
     output,
@@ -316,10 +335,13 @@ def match_command(
     options = {k: v for k, v in options.items() if v is not None}
     net = load_model(model, None, backend, precision, **options)
     f0, f1 = detect_features([image0, image1], net, resize=resize)
-    matches = match(f0, f1, ratio=ratio, max_distance=max_distance)
+    extra = {"matcher": matcher_weights} if matcher_weights else {}
+    matches = match(f0, f1, method=matcher, ratio=ratio, max_distance=max_distance, **extra)
     fit = verify(f0, f1, matches, verify_model, ransac_threshold) if verify_model else None
     click.echo(f"keypoints: {len(f0)} in {image0}, {len(f1)} in {image1}")
-    click.echo(f"matches: {len(matches)}")
+    click.echo(
+        f"matches: {len(matches)} ({'LightGlue' if matcher == 'lightglue' else 'mutual NN'})"
+    )
     if fit is not None:
         note = f" ({fit.message})" if fit.message else ""
         click.echo(f"inliers ({verify_model}): {fit.num_inliers}{note}")
@@ -363,9 +385,16 @@ def eval_group():
     type=click.Path(file_okay=False),
     help="Folder for summary.md, metrics.json and mma.png.",
 )
+@click.option(
+    "--matcher",
+    type=click.Choice(["mnn", "lightglue"]),
+    default="mnn",
+    show_default=True,
+    help="Mutual nearest neighbour, or LightGlue with each model's release weights.",
+)
 @_precision_option
 def eval_homography(
-    dataset, models, max_keypoints, threshold, resize, ransac_threshold, output, precision
+    dataset, models, max_keypoints, threshold, resize, ransac_threshold, output, matcher, precision
 ):
     """Repeatability, MMA@1-10 px and homography accuracy/AUC on HPatches or Oxford affine."""
     from .evaluation.datasets import load_dataset
@@ -378,7 +407,8 @@ def eval_homography(
         f"settings: dataset={dataset} ({len(sequences)} sequences, {pairs} pairs), "
         f"models={','.join(names)}, max_keypoints={max_keypoints}, "
         f"threshold={'top-k (0) for learned models' if threshold is None else threshold}, "
-        f"resize={'native' if resize is None else resize}, matcher=mutual nearest neighbour, "
+        f"resize={'native' if resize is None else resize}, "
+        f"matcher={'LightGlue' if matcher == 'lightglue' else 'mutual nearest neighbour'}, "
         f"ransac=USAC MAGSAC++ {ransac_threshold} px, precision={precision}"
     )
     results = evaluate_homography(
@@ -391,6 +421,7 @@ def eval_homography(
         precision=precision,
         output=output,
         progress=sys.stderr.isatty(),
+        matcher=matcher,
     )
     click.echo(summary_table(results), nl=False)
     click.echo(f"wrote {output}/summary.md, {output}/metrics.json, {output}/mma.png")
@@ -510,17 +541,21 @@ def pairs_command(source, exhaustive, sequential, output):
               help="The matches .h5 (hloc's layout); pairs already in it are skipped.")  # fmt: skip
 @click.option("--ratio", type=float, help="Lowe's ratio test threshold, in (0, 1].")
 @click.option("--max-distance", type=float, help="Drop matches farther than this.")
+@_matcher_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Pairs per LightGlue forward pass.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Recompute pairs already in the output.")
 def match_pairs_command(features, pairs_file, exhaustive, sequential, output, ratio,
-                        max_distance, overwrite):  # fmt: skip
-    """Match image pairs of FEATURES (from `keypoints extract`) by mutual nearest neighbour
-    into OUTPUT, in hloc's matches layout."""
+                        max_distance, matcher, matcher_weights, batch_size, overwrite):  # fmt: skip
+    """Match image pairs of FEATURES (from `keypoints extract`) by mutual nearest neighbour or
+    LightGlue into OUTPUT, in hloc's matches layout."""
     from .pairs import match_pairs
 
     pairs = _pairs_from(features, pairs_file, exhaustive, sequential)
     _, matched, skipped = match_pairs(
-        features, pairs, output, ratio=ratio, max_distance=max_distance, overwrite=overwrite,
-        progress=sys.stderr.isatty(),
+        features, pairs, output, method=matcher, ratio=ratio, max_distance=max_distance,
+        overwrite=overwrite, progress=sys.stderr.isatty(), matcher=matcher_weights,
+        batch_size=batch_size,
     )  # fmt: skip
     click.echo(f"matched {matched} pair(s), skipped {skipped} already in {output}")
 

@@ -102,7 +102,7 @@ def match(
         :class:`Matches` with ``indices (K, 2)`` int64 sorted by the first index and
         ``distances (K,)`` float32 (LightGlue: ``1 - scores``, and ``scores (K,)``).
     """
-    _check_method(method)
+    check_method(method)
     if method == "lightglue":
         given = {"ratio": ratio, "max_distance": max_distance, "metric": metric}
         if any(v is not None for v in given.values()):
@@ -164,7 +164,7 @@ def match(
     return Matches(torch.stack([i0, nn01[i0]], dim=1), dist01[i0].float())
 
 
-def _check_method(method: str) -> None:
+def check_method(method: str) -> None:
     if method not in METHODS:
         raise ConfigError(
             f"unknown matching method '{method}'{closest(method, METHODS)}; "
@@ -284,7 +284,7 @@ def match_batch(
     normalised by each image's ``image_size``; SIFT descriptors become RootSIFT and scales and
     orientations are passed for the SIFT weights. Matches carry LightGlue's ``scores``.
     """
-    _check_method(method)
+    check_method(method)
     pairs = list(pairs)
     if method == "mnn":
         return [match(a, b, **options) for a, b in pairs]

@@ -15,7 +15,7 @@ from .errors import ConfigError, ImageNotFoundError, KeypointsError
 from .features import Features, Matches
 from .io import atomic_write
 from .io.hloc import list_names, pair_name, read_features, write_matches
-from .matching import match
+from .matching import check_method, match_batch
 
 __all__ = [
     "exhaustive_pairs",
@@ -89,6 +89,9 @@ def match_pairs(
     overwrite: bool = False,
     progress: bool = True,
     cache_size: int = 64,
+    matcher=None,
+    batch_size: int = 8,
+    **options,
 ) -> tuple[Path, int, int]:
     """Match ``pairs`` of images of a features file into hloc's matches layout.
 
@@ -99,13 +102,17 @@ def match_pairs(
         output: the matches ``.h5``; pairs already in it are skipped unless ``overwrite``.
             It is written to a temporary file renamed at the end, so an interrupted run never
             leaves a damaged file.
-        method, ratio, max_distance: as in :func:`keypoints.match`.
+        method, ratio, max_distance, matcher, options: as in :func:`keypoints.match`
+            (``"lightglue"``: its matching scores are stored; ``"mnn"``: a similarity, see
+            :func:`match_scores`).
+        batch_size: pairs per LightGlue forward pass (padded with masks).
         cache_size: features of this many images are kept in memory (bounded whatever the
             number of images).
 
     Returns:
         ``(output, matched, skipped)``: the path and the number of pairs matched and skipped.
     """
+    check_method(method)
     features, output = Path(features), Path(output)
     if not features.is_file():
         raise ImageNotFoundError(f"{features}: no such features file")
@@ -123,6 +130,9 @@ def match_pairs(
     if not todo and keep:
         return output, 0, len(pairs)
 
+    kwargs = dict(matcher=matcher, ratio=ratio, max_distance=max_distance, **options)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    step = max(1, batch_size)
     cache: OrderedDict[str, Features] = OrderedDict()
 
     def load(file: h5py.File, name: str) -> Features:
@@ -142,10 +152,20 @@ def match_pairs(
 
             shutil.copyfile(output, tmp)
         with h5py.File(features, "r") as source, h5py.File(tmp, "a" if keep else "w") as out:
-            for a, b in tqdm(todo, unit="pair", disable=not progress, desc="match"):
-                f0, f1 = load(source, a), load(source, b)
-                matches = match(f0, f1, method=method, ratio=ratio, max_distance=max_distance)
-                write_matches(out, a, b, matches, len(f0), match_scores(f0, matches))
+            bar = tqdm(total=len(todo), unit="pair", disable=not progress, desc="match")
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                feats = [(load(source, a), load(source, b)) for a, b in chunk]
+                results = match_batch(feats, method, batch_size=step, **kwargs)
+                for (a, b), (f0, _), matches in zip(chunk, feats, results):
+                    scores = (
+                        match_scores(f0, matches)
+                        if matches.scores is None
+                        else matches.scores.numpy().astype(np.float16)
+                    )
+                    write_matches(out, a, b, matches, len(f0), scores)
+                bar.update(len(chunk))
+            bar.close()
 
     atomic_write(output, write)
     return output, len(todo), len(pairs) - len(todo)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..detection import detect
 from ..io import atomic_write
-from ..matching import match, verify
+from ..matching import check_method, match, verify
 from ..models.base import KeypointModel
 from ..models.registry import load_model
 from .datasets import load_dataset
@@ -66,10 +66,13 @@ def evaluate_homography(
     precision: str = "fp32",
     output: str | Path | None = None,
     progress: bool = False,
+    matcher: str = "mnn",
 ) -> dict:
     """Evaluate detectors on every (image 1, image k) pair of a homography dataset.
 
-    Per pair: repeatability at 3 px, MMA at 1..10 px for mutual-nearest-neighbour matches, and
+    Per pair: repeatability at 3 px, MMA at 1..10 px for the matches of ``matcher`` (``"mnn"``:
+    mutual nearest neighbour; ``"lightglue"``: LightGlue with the release weights of each
+    model, see :func:`keypoints.match`), and
     the corner error of the homography fitted with USAC MAGSAC++ (``ransac_threshold`` px); see
     :mod:`keypoints.evaluation.metrics` for the definitions. Averaged over pairs, overall and per
     subset (HPatches: illumination / viewpoint).
@@ -79,6 +82,7 @@ def evaluate_homography(
     "subsets": {name: {...}}}}``. With ``output``, also writes ``metrics.json``,
     ``summary.md`` and ``mma.png`` there (each written whole or not at all).
     """
+    check_method(matcher)
     sequences = load_dataset(dataset)
     n_pairs = sum(len(s.pairs) for s in sequences)
     results = {}
@@ -101,7 +105,7 @@ def evaluate_homography(
             for pair in seq.pairs:
                 f1 = run(pair.path1)
                 k1 = f1.keypoints.numpy().astype(np.float64)
-                m = match(f0, f1)
+                m = match(f0, f1, method=matcher)
                 fit = verify(f0, f1, m, "homography", ransac_threshold)
                 H = pair.homography
                 records.append(
