@@ -234,6 +234,23 @@ def test_from_pretrained_and_save_pretrained_round_trip_with_transformers(pairs,
 
     with pytest.raises(keypoints.WeightsNotFoundError, match="offline|HF_HUB_OFFLINE|cache"):
         LightGlueForKeypointMatching.from_pretrained("ETH-CVG/lightglue_superpoint")
+    with pytest.raises(keypoints.WeightsNotFoundError, match="offline|HF_HUB_OFFLINE|cache"):
+        keypoints.AutoModelForKeypointMatching.from_pretrained("ETH-CVG/lightglue_superpoint")
+
+    # the Auto classes on a folder transformers wrote (model, config and processor)
+    transformers.LightGlueImageProcessor().save_pretrained(tmp_path / "theirs")
+    auto = keypoints.AutoModelForKeypointMatching.from_pretrained(tmp_path / "theirs")
+    assert type(auto) is LightGlueForKeypointMatching
+    assert type(keypoints.AutoConfig.from_pretrained(tmp_path / "theirs")).__name__ == (
+        "LightGlueConfig"
+    )
+    processor = keypoints.AutoImageProcessor.from_pretrained(tmp_path / "theirs")
+    assert type(processor) is keypoints.LightGlueImageProcessor
+    with pytest.raises(keypoints.ConfigError, match="AutoModelForKeypointMatching"):
+        keypoints.AutoModelForKeypointDetection.from_pretrained(tmp_path / "theirs")
+    theirs.keypoint_detector.save_pretrained(tmp_path / "detector")
+    with pytest.raises(keypoints.ConfigError, match="AutoModelForKeypointDetection"):
+        keypoints.AutoModelForKeypointMatching.from_pretrained(tmp_path / "detector")
 
 
 # cvg's checkpoints and LightGlue for our detectors ----------------------------------------------

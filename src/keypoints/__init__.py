@@ -2,8 +2,8 @@
 
 Native API: :func:`detect` -> list of :class:`Features` (float32 (x, y) keypoints in
 original-image pixels, pixel centres at integers). transformers-compatible API:
-:class:`SuperPointImageProcessor`, :class:`SuperPointForKeypointDetection`, the ``Auto*``
-classes.
+:class:`SuperPointImageProcessor`, :class:`SuperPointForKeypointDetection`,
+:class:`LightGlueImageProcessor`, :class:`LightGlueForKeypointMatching`, the ``Auto*`` classes.
 """
 
 from .detection import detect
@@ -28,6 +28,7 @@ from .hf import (
     SuperPointKeypointDescriptionOutput,
 )
 from .hf_lightglue import (
+    AutoModelForKeypointMatching,
     LightGlueConfig,
     LightGlueForKeypointMatching,
     LightGlueImageProcessor,
@@ -74,6 +75,7 @@ __all__ = [
     "AutoConfig",
     "AutoImageProcessor",
     "AutoModelForKeypointDetection",
+    "AutoModelForKeypointMatching",
     "KeypointsError",
     "ImageError",
     "ImageNotFoundError",

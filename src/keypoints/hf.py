@@ -395,4 +395,10 @@ class AutoModelForKeypointDetection:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        return _classes_for(source, kwargs)[2].from_pretrained(source, **kwargs)
+        model = _classes_for(source, kwargs)[2]
+        if model is not SuperPointForKeypointDetection:
+            raise ConfigError(
+                f"'{source}' holds a keypoint matcher ({model.__name__}), not a detector: use "
+                "AutoModelForKeypointMatching"
+            )
+        return model.from_pretrained(source, **kwargs)

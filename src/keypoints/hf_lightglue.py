@@ -17,6 +17,8 @@ import torch
 
 from .errors import ConfigError, ImageError
 from .hf import (
+    _MODEL_TYPES,
+    _PROCESSOR_TYPES,
     BatchFeature,
     SuperPointForKeypointDetection,
     SuperPointImageProcessor,
@@ -29,6 +31,7 @@ from .models.superpoint import SuperPointConfig, convert_state_dict
 from .models.weights import load_state_dict, resolve_checkpoint
 
 __all__ = [
+    "AutoModelForKeypointMatching",
     "LightGlueConfig",
     "LightGlueForKeypointMatching",
     "LightGlueImageProcessor",
@@ -68,6 +71,13 @@ class LightGlueConfig:
         if self.hidden_act != "gelu" or not self.attention_bias:
             raise ConfigError("only hidden_act='gelu' with attention_bias=True is supported")
         check_unit("filter_threshold", self.filter_threshold)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, **overrides) -> LightGlueConfig:
+        """Read ``config.json`` from a Hub id or Hub-layout folder, then apply ``overrides``."""
+        kwargs = {k: overrides.pop(k) for k in ("revision", "cache_dir") if k in overrides}
+        ckpt = resolve_checkpoint(source, weights=False, **kwargs)
+        return cls.from_dict(ckpt.config or {}, **overrides)
 
     @property
     def add_scale_ori(self) -> bool:
@@ -297,3 +307,26 @@ class LightGlueImageProcessor(SuperPointImageProcessor):
                 draw.ellipse((x1 + offset - 2, y1 - 2, x1 + offset + 2, y1 + 2), fill="black")
             pictures.append(picture)
         return pictures
+
+
+# Auto classes: lightglue checkpoints for AutoConfig / AutoImageProcessor, and the matching one
+_MODEL_TYPES["lightglue"] = (LightGlueConfig, LightGlueImageProcessor, LightGlueForKeypointMatching)
+_PROCESSOR_TYPES["LightGlueImageProcessor"] = "lightglue"
+_PROCESSOR_TYPES["LightGlueImageProcessorPil"] = "lightglue"
+
+
+class AutoModelForKeypointMatching:
+    """``AutoModelForKeypointMatching.from_pretrained(source, **overrides)``: the keypoint
+    matching model for the checkpoint's ``model_type`` (``lightglue``)."""
+
+    @staticmethod
+    def from_pretrained(source: str | os.PathLike, **kwargs):
+        from .hf import _classes_for
+
+        model = _classes_for(source, kwargs)[2]
+        if model is not LightGlueForKeypointMatching:
+            raise ConfigError(
+                f"'{source}' holds a keypoint detector ({model.__name__}), not a matcher: "
+                "use AutoModelForKeypointDetection"
+            )
+        return model.from_pretrained(source, **kwargs)
