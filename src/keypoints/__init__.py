@@ -28,6 +28,7 @@ from .hf import (
     SuperPointKeypointDescriptionOutput,
 )
 from .hf_lightglue import (
+    AutoModel,
     AutoModelForKeypointMatching,
     LightGlueConfig,
     LightGlueForKeypointMatching,
@@ -74,6 +75,7 @@ __all__ = [
     "BatchFeature",
     "AutoConfig",
     "AutoImageProcessor",
+    "AutoModel",
     "AutoModelForKeypointDetection",
     "AutoModelForKeypointMatching",
     "KeypointsError",

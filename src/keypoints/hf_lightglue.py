@@ -31,6 +31,7 @@ from .models.superpoint import SuperPointConfig, convert_state_dict
 from .models.weights import load_state_dict, resolve_checkpoint
 
 __all__ = [
+    "AutoModel",
     "AutoModelForKeypointMatching",
     "LightGlueConfig",
     "LightGlueForKeypointMatching",
@@ -330,3 +331,16 @@ class AutoModelForKeypointMatching:
                 "use AutoModelForKeypointDetection"
             )
         return model.from_pretrained(source, **kwargs)
+
+
+class AutoModel:
+    """``AutoModel.from_pretrained(source, **overrides)``: the model for the checkpoint's
+    ``model_type``: :class:`LightGlueForKeypointMatching` for ``lightglue``,
+    :class:`~keypoints.SuperPointForKeypointDetection` for ``superpoint`` (and a bare weights
+    file)."""
+
+    @staticmethod
+    def from_pretrained(source: str | os.PathLike, **kwargs):
+        from .hf import _classes_for
+
+        return _classes_for(source, kwargs)[2].from_pretrained(source, **kwargs)
