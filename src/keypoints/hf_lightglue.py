@@ -2,7 +2,9 @@
 (our SuperPoint as the keypoint detector, our :class:`~keypoints.models.lightglue.LightGlueMatcher`
 as the matcher), with transformers' parameter names, inputs and outputs.
 
-Work in progress (issue 9): loading cvg's original checkpoints and the Auto class come next.
+``AutoModelForKeypointMatching`` and ``AutoModel`` load them from a Hub id or folder; cvg's
+original checkpoints load natively through :meth:`keypoints.models.lightglue.LightGlue.
+from_pretrained` and :func:`keypoints.match`.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ implementation (rotary positional encoding, self and cross attention with
 confidence for adaptive depth, matchability pruning for adaptive width). Pairs are batched and
 padded with masks.
 
-The transformers-compatible classes built on it are in :mod:`keypoints.hf_lightglue`. Work in
-progress (issue 9): the cvg checkpoint mapping and ``keypoints.match(..., method="lightglue")``
-come next.
+The transformers-compatible classes built on it are in :mod:`keypoints.hf_lightglue`;
+:class:`LightGlue` loads cvg's release checkpoints (their key layout mapped by
+:func:`convert_cvg_state_dict`) and serves :func:`keypoints.match` (``method="lightglue"``).
 """
 
 from __future__ import annotations
