@@ -424,6 +424,9 @@ def test_lightglue_errors(cached_weights, graf_features):
     empty = keypoints.Features(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0, 128), (9, 9),
                                model="aliked-n16")  # fmt: skip
     assert len(keypoints.match(empty, empty, method="lightglue")) == 0
+    empty.model = None  # e.g. a features file written by another tool
+    with pytest.raises(keypoints.ConfigError, match="do not say which model.*--matcher-weights"):
+        keypoints.match(empty, empty, method="lightglue")
 
 
 def test_cli_match_match_pairs_and_eval_with_lightglue(cached_weights, tmp_path, capsys):

@@ -217,10 +217,13 @@ def _weights_for(pairs) -> str:
         shown = ", ".join(sorted(str(m) for m in models))
         raise ConfigError(f"cannot match features of different models ({shown}) with LightGlue")
     model = models.pop()
+    hint = "pass matcher=<weights> (CLI: --matcher-weights), e.g. 'superpoint', 'aliked', 'sift'"
+    if model is None:
+        raise ConfigError(f"the features do not say which model made them; {hint}")
     if model not in LIGHTGLUE_WEIGHTS:
         raise ConfigError(
             f"no released LightGlue weights were trained on '{model}' features; LightGlue "
-            f"fits {', '.join(LIGHTGLUE_WEIGHTS)}. Pass matcher=<weights> to use others"
+            f"fits {', '.join(LIGHTGLUE_WEIGHTS)}. To use other weights, {hint}"
         )
     return LIGHTGLUE_WEIGHTS[model]
 
