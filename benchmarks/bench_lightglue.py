@@ -5,10 +5,12 @@ Only the matcher is timed: transformers' ``_match_image_pair`` against our
 ``LightGlueMatcher.forward``, on 1024 + 1024 keypoints per pair (Oxford graf 1-2 for batch 1;
 graf 1-2 and 1-3 for batch 2). Each (case, batch, implementation) runs in its own subprocess (so
 peak RSS is its own) with the same torch thread count: warm-up calls, then --runs timed calls.
-The table gives median and min ms per pair, transformers' time over ours (by medians and by
-minima), matches per pair, the mean number of layers each keypoint went through (the ``prune``
-output), whether our match sets are identical to transformers' (and the largest score
-difference), and peak RSS.
+The default thread count is torch's default (the physical cores) minus one: on a shared machine
+a torch thread preempted by another process stalls the others, and calls then take several times
+their normal time (seen here: 2 threads on 2 busy cores, 8x). The table gives median and min ms
+per pair, transformers' time over ours (by medians and by minima), matches per pair, the mean
+number of layers each keypoint went through (the ``prune`` output), whether our match sets are
+identical to transformers' (and the largest score difference), and peak RSS.
 
     python benchmarks/bench_lightglue.py [--runs 10] [--warmup 2] [--threads N] [--json]
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -157,6 +160,7 @@ def run_config(name: str, case: str, batch: int, weights: str, inputs: str, out:
 
         model = transformers.LightGlueForKeypointMatching(their_config(case)).eval()
         model.load_state_dict(state, strict=True)
+        del state
         int_mask = mask.int()
 
         def call():
@@ -212,8 +216,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch threads in every child (default: torch's)")  # fmt: skip
+    threads = max(1, torch.get_num_threads() - 1)  # leave a core to the rest of the machine
+    threads_help = f"torch threads in each child (default: cores - 1 = {threads})"
+    parser.add_argument("--threads", type=int, default=threads, help=threads_help)
     parser.add_argument("--cases", default=";".join(CASES), help="semicolon-separated")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="comma-separated")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -245,6 +250,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown cases or batches: {unknown}")
 
+    load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "inputs.pt"
@@ -281,20 +287,22 @@ def main() -> None:
         "torch": torch.__version__,
         "transformers": transformers_version,
         "weights": "random (seed 0, final projections 8 x identity, biases per case)",
+        "load_average_1min": [load_before, os.getloadavg()[0]],
     }
     if args.json:
         print(json.dumps({"meta": meta, "results": rows}, indent=2))
         return
     print(
         f"LightGlue matcher only, {NUM_KEYPOINTS} + {NUM_KEYPOINTS} keypoints per pair (Oxford "
-        f"graf at {WIDTH}x{HEIGHT}), CPU, {args.threads} torch threads, {args.runs} runs after "
+        f"graf at {WIDTH}x{HEIGHT}), CPU, torch threads: {args.threads}, {args.runs} runs after "
         f"{args.warmup} warm-up, torch {meta['torch']}, transformers {meta['transformers']}.\n"
         "RANDOM weights (the released ones cannot be downloaded here), final projections set to "
         "8 x identity; in the last case the token-confidence bias is 3.0 (pairs stop early) and "
         "the matchability bias -2.0 (would prune keypoints; here every pair stops after the "
         "first layer, before any pruning). ms per pair; ratio = transformers' "
         "time / ours; agreement = identical match sets and max |score difference| against "
-        "transformers.\n"
+        "transformers. 1-minute load average before / after: "
+        f"{load_before:.1f} / {meta['load_average_1min'][1]:.1f} ({os.cpu_count()} CPUs).\n"
     )
     header = ["case", "batch", "implementation", "median ms", "min ms",
               "transformers/ours (median)", "transformers/ours (min)", "matches",
@@ -312,6 +320,15 @@ def main() -> None:
             f"{row['max_score_diff']:.1e}" if ours else "-", f"{row['peak_rss_mib']:.0f}",
         ])  # fmt: skip
     print_table(header, table)
+    noisy = sum(r["median_ms"] > 1.5 * r["min_ms"] for r in rows)
+    if noisy or load_before >= 1:
+        print(
+            f"\nWarning: the machine was busy (load average {load_before:.1f} before the run; "
+            f"{noisy} rows with median > 1.5 x min). When other processes compete for the cores "
+            "torch uses, a preempted thread stalls the others and calls take several times "
+            "their normal time, for whole children: rerun on a quiet machine or with fewer "
+            "--threads."
+        )
 
 
 if __name__ == "__main__":

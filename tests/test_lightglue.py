@@ -478,3 +478,26 @@ def test_cli_match_match_pairs_and_eval_with_lightglue(cached_weights, tmp_path,
     assert metrics["matches"] == pytest.approx(np.mean(counts)) and metrics["pairs"] == 5
     assert main(["match", img1, img2, "--matcher", "lightglue", "--model", "aliked-t16"]) == 2
     assert "no released LightGlue weights" in capsys.readouterr().err
+
+
+def test_bf16_matches_agree_with_fp32(cached_weights):
+    """precision="bf16" (transformer layers under bfloat16 autocast, all 9 layers run): the
+    match set agrees with fp32's to within a few percent; scores stay fp32."""
+    from keypoints.matching import load_matcher
+    from keypoints.models.backends import cpu_has_bf16
+
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    f0, f1 = keypoints.detect([str(graf / "img1.ppm"), str(graf / "img2.ppm")], "aliked-n16",
+                              max_keypoints=500)  # fmt: skip
+    options = dict(depth_confidence=-1, width_confidence=-1, filter_threshold=0.0)
+    full = keypoints.match(f0, f1, method="lightglue", **options)
+    fast = keypoints.match(f0, f1, method="lightglue", precision="bf16", **options)
+    assert load_matcher("aliked", precision="bf16").precision == (
+        "bf16" if cpu_has_bf16() else "fp32"
+    )
+    a = {tuple(r) for r in full.indices.tolist()}
+    b = {tuple(r) for r in fast.indices.tolist()}
+    assert len(a) > 50 and len(a & b) / len(a | b) > 0.9
+    assert fast.scores.dtype == torch.float32
+    with pytest.raises(keypoints.ConfigError, match="precision"):
+        keypoints.match(f0, f1, precision="bf16")

@@ -65,7 +65,8 @@ _precision_option = click.option(
     type=click.Choice(["fp32", "bf16"]),
     default="fp32",
     show_default=True,
-    help="bf16: faster dense network on CPUs with avx512_bf16/AMX (accuracy cost in the README).",
+    help="bf16: faster on CPUs with avx512_bf16/AMX (detectors' dense network, LightGlue's "
+    "layers; accuracy cost in the README).",
 )
 
 
@@ -336,6 +337,8 @@ def match_command(
     net = load_model(model, None, backend, precision, **options)
     f0, f1 = detect_features([image0, image1], net, resize=resize)
     extra = {"matcher": matcher_weights} if matcher_weights else {}
+    if matcher == "lightglue":
+        extra["precision"] = precision
     matches = match(f0, f1, method=matcher, ratio=ratio, max_distance=max_distance, **extra)
     fit = verify(f0, f1, matches, verify_model, ransac_threshold) if verify_model else None
     click.echo(f"keypoints: {len(f0)} in {image0}, {len(f1)} in {image1}")
@@ -545,8 +548,10 @@ def pairs_command(source, exhaustive, sequential, output):
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Pairs per LightGlue forward pass.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Recompute pairs already in the output.")
+@_precision_option
 def match_pairs_command(features, pairs_file, exhaustive, sequential, output, ratio,
-                        max_distance, matcher, matcher_weights, batch_size, overwrite):  # fmt: skip
+                        max_distance, matcher, matcher_weights, batch_size, overwrite,
+                        precision):  # fmt: skip
     """Match image pairs of FEATURES (from `keypoints extract`) by mutual nearest neighbour or
     LightGlue into OUTPUT, in hloc's matches layout."""
     from .pairs import match_pairs
@@ -555,7 +560,7 @@ def match_pairs_command(features, pairs_file, exhaustive, sequential, output, ra
     _, matched, skipped = match_pairs(
         features, pairs, output, method=matcher, ratio=ratio, max_distance=max_distance,
         overwrite=overwrite, progress=sys.stderr.isatty(), matcher=matcher_weights,
-        batch_size=batch_size,
+        batch_size=batch_size, **({"precision": precision} if matcher == "lightglue" else {}),
     )  # fmt: skip
     click.echo(f"matched {matched} pair(s), skipped {skipped} already in {output}")
 

@@ -89,7 +89,8 @@ def match(
             ``(N1, D)`` of the same kind.
         method: ``"mnn"``, mutual nearest neighbour: i and j match when each is the other's
             nearest neighbour; or ``"lightglue"`` (see :func:`match_batch`; ``matcher``,
-            ``device`` and ``options`` apply to it only).
+            ``device`` and ``options``, such as ``precision`` and ``filter_threshold``, apply to
+            it only).
         ratio: Lowe's ratio test (Lowe 2004): keep a match only when its distance is below
             ``ratio`` times the distance to the second nearest neighbour in the other image.
         max_distance: drop matches farther than this.
@@ -175,14 +176,16 @@ def check_method(method: str) -> None:
 _MATCHERS: dict[tuple[str, str], object] = {}
 
 
-def load_matcher(weights="superpoint", device: str | torch.device | None = None, **options):
+def load_matcher(weights="superpoint", device: str | torch.device | None = None,
+                 precision: str = "fp32", **options):  # fmt: skip
     """A LightGlue (:class:`keypoints.models.lightglue.LightGlue`), loaded once per process.
 
     ``weights``: a release name (``"superpoint"``, ``"aliked"``, ``"sift"``, ``"disk"``,
     ``"doghardnet"``; downloaded once and cached), a checkpoint path, a Hub-layout folder or
-    Hub id, or an already loaded LightGlue (returned as is). ``options``
-    (``depth_confidence``, ``width_confidence``, ``filter_threshold``) give a copy sharing the
-    weights.
+    Hub id, or an already loaded LightGlue (returned as is). ``precision``: ``"fp32"`` or
+    ``"bf16"`` (see ``LightGlueMatcher.set_precision``). ``options`` (``depth_confidence``,
+    ``width_confidence``, ``filter_threshold``) and a precision other than the loaded one give
+    a copy sharing the weights.
     """
     import copy
     import os
@@ -207,6 +210,8 @@ def load_matcher(weights="superpoint", device: str | torch.device | None = None,
         config = net.config.replace(**options)
         net = copy.copy(net)  # shares the weights
         net.config = config
+    if precision != net.precision:
+        net = copy.copy(net).set_precision(precision)
     return net
 
 
@@ -274,6 +279,7 @@ def match_batch(
     batch_size: int = 8,
     matcher=None,
     device: str | torch.device | None = None,
+    precision: str = "fp32",
     **options,
 ) -> list[Matches]:
     """Match many pairs of :class:`Features`; returns one :class:`Matches` per pair, in order.
@@ -283,17 +289,21 @@ def match_batch(
     per forward pass, padded to the longest image with masks; ``matcher`` selects the weights
     (default: the release weights trained on the features' model, see
     :data:`LIGHTGLUE_WEIGHTS`; anything :func:`load_matcher` takes), ``options`` are
-    ``depth_confidence``, ``width_confidence`` and ``filter_threshold``. Keypoints are
+    ``depth_confidence``, ``width_confidence`` and ``filter_threshold``; ``precision="bf16"``
+    runs the transformer layers in bfloat16 (about 2x faster on CPUs with AMX; matches agree
+    with fp32 to within a few percent). Keypoints are
     normalised by each image's ``image_size``; SIFT descriptors become RootSIFT and scales and
     orientations are passed for the SIFT weights. Matches carry LightGlue's ``scores``.
     """
     check_method(method)
     pairs = list(pairs)
     if method == "mnn":
+        if precision != "fp32":
+            raise ConfigError("precision applies to method='lightglue' only")
         return [match(a, b, **options) for a, b in pairs]
     if not pairs:
         return []
-    net = load_matcher(matcher or _weights_for(pairs), device, **options)
+    net = load_matcher(matcher or _weights_for(pairs), device, precision, **options)
     results: list[Matches] = [_empty() for _ in pairs]
     todo = [i for i, (a, b) in enumerate(pairs) if len(a) and len(b)]
     for start in range(0, len(todo), max(1, batch_size)):

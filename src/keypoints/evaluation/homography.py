@@ -83,6 +83,7 @@ def evaluate_homography(
     ``summary.md`` and ``mma.png`` there (each written whole or not at all).
     """
     check_method(matcher)
+    lightglue = {"precision": precision} if matcher == "lightglue" else {}
     sequences = load_dataset(dataset)
     n_pairs = sum(len(s.pairs) for s in sequences)
     results = {}
@@ -105,7 +106,7 @@ def evaluate_homography(
             for pair in seq.pairs:
                 f1 = run(pair.path1)
                 k1 = f1.keypoints.numpy().astype(np.float64)
-                m = match(f0, f1, method=matcher)
+                m = match(f0, f1, method=matcher, **lightglue)
                 fit = verify(f0, f1, m, "homography", ransac_threshold)
                 H = pair.homography
                 records.append(

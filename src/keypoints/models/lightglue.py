@@ -242,6 +242,17 @@ class LightGlueMatcher(nn.Module):
             [TokenConfidence(dim) for _ in range(c.num_hidden_layers - 1)]
         )
 
+    precision = "fp32"
+
+    def set_precision(self, precision: str = "fp32"):
+        """``"fp32"`` (default) or ``"bf16"``: the transformer layers under bfloat16 autocast
+        (faster where the CPU has avx512_bf16 or AMX; elsewhere it warns and stays fp32); the
+        positions, token confidence, pruning and match assignment stay fp32. Returns the model."""
+        from .backends import resolve_precision
+
+        self.precision = resolve_precision(precision)
+        return self
+
     def forward(self, keypoints, descriptors, image_sizes, mask, scales_oris=None):
         c = self.config
         batch, _, n, _ = keypoints.shape
@@ -272,7 +283,9 @@ class LightGlueMatcher(nn.Module):
 
         for layer in range(num_layers):
             # 2. one self + cross attention layer
-            x = self.transformer_layers[layer](x, (cos, sin), mask)
+            with torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                x = self.transformer_layers[layer](x, (cos, sin), mask)
+            x = x.float()
             last = layer == num_layers - 1
             confidences = None
             if last or early:
@@ -325,7 +338,7 @@ class LightGlueMatcher(nn.Module):
             valid = (own >= 0) & valid_pair[:, side]
             row = targets[:, side, None].expand_as(own)[valid]
             out_matches[row, own[valid]] = mapped[valid]
-            out_scores[row, own[valid]] = values[valid]
+            out_scores[row, own[valid]] = values[valid].to(out_scores.dtype)
         out_prune[rows] = seen if seen is not None else layer + 1
 
 
