@@ -370,6 +370,17 @@ def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor
     return _MODEL_TYPES[name]
 
 
+def load_auto_model(source, kwargs, expected: type | None = None, instead: str = ""):
+    """Load the model class of ``source``'s ``model_type``; with ``expected``, any other class
+    raises :class:`ConfigError` pointing to the Auto class ``instead``."""
+    model = _classes_for(source, kwargs)[2]
+    if expected is not None and model is not expected:
+        raise ConfigError(
+            f"'{source}' holds a {model.__name__}, not a {expected.__name__}: use {instead}"
+        )
+    return model.from_pretrained(source, **kwargs)
+
+
 class AutoConfig:
     """``AutoConfig.from_pretrained(source, **overrides)``: the config class for the
     checkpoint's ``model_type``."""
@@ -395,10 +406,6 @@ class AutoModelForKeypointDetection:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        model = _classes_for(source, kwargs)[2]
-        if model is not SuperPointForKeypointDetection:
-            raise ConfigError(
-                f"'{source}' holds a keypoint matcher ({model.__name__}), not a detector: use "
-                "AutoModelForKeypointMatching"
-            )
-        return model.from_pretrained(source, **kwargs)
+        return load_auto_model(
+            source, kwargs, SuperPointForKeypointDetection, "AutoModelForKeypointMatching"
+        )

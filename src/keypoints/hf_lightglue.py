@@ -25,6 +25,7 @@ from .hf import (
     SuperPointForKeypointDetection,
     SuperPointImageProcessor,
     SuperPointKeypointDescriptionOutput,
+    load_auto_model,
 )
 from .models.base import DeviceMixin, load_checked
 from .models.config import check_unit, config_class
@@ -324,15 +325,9 @@ class AutoModelForKeypointMatching:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        from .hf import _classes_for
-
-        model = _classes_for(source, kwargs)[2]
-        if model is not LightGlueForKeypointMatching:
-            raise ConfigError(
-                f"'{source}' holds a keypoint detector ({model.__name__}), not a matcher: "
-                "use AutoModelForKeypointDetection"
-            )
-        return model.from_pretrained(source, **kwargs)
+        return load_auto_model(
+            source, kwargs, LightGlueForKeypointMatching, "AutoModelForKeypointDetection"
+        )
 
 
 class AutoModel:
@@ -343,6 +338,4 @@ class AutoModel:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        from .hf import _classes_for
-
-        return _classes_for(source, kwargs)[2].from_pretrained(source, **kwargs)
+        return load_auto_model(source, kwargs)

@@ -291,9 +291,10 @@ def match_batch(
     :data:`LIGHTGLUE_WEIGHTS`; anything :func:`load_matcher` takes), ``options`` are
     ``depth_confidence``, ``width_confidence`` and ``filter_threshold``; ``precision="bf16"``
     runs the transformer layers in bfloat16 (about 2x faster on CPUs with AMX; matches agree
-    with fp32 to within a few percent). Keypoints are
-    normalised by each image's ``image_size``; SIFT descriptors become RootSIFT and scales and
-    orientations are passed for the SIFT weights. Matches carry LightGlue's ``scores``.
+    with fp32 to within a few percent). Keypoints are normalised by each image's
+    ``image_size``; SIFT descriptors become RootSIFT, and scales and orientations are passed,
+    for the SIFT weights. Pairs are batched in order of size (less padding); results come back
+    in input order, carrying LightGlue's ``scores``.
     """
     check_method(method)
     pairs = list(pairs)
@@ -305,7 +306,8 @@ def match_batch(
         return []
     net = load_matcher(matcher or _weights_for(pairs), device, precision, **options)
     results: list[Matches] = [_empty() for _ in pairs]
-    todo = [i for i, (a, b) in enumerate(pairs) if len(a) and len(b)]
+    todo = sorted((i for i, (a, b) in enumerate(pairs) if len(a) and len(b)),
+                  key=lambda i: max(len(pairs[i][0]), len(pairs[i][1])))  # fmt: skip
     for start in range(0, len(todo), max(1, batch_size)):
         chunk = todo[start : start + max(1, batch_size)]
         inputs = _lightglue_inputs(net, [pairs[i] for i in chunk])
