@@ -342,9 +342,7 @@ def match_command(
     matches = match(f0, f1, method=matcher, ratio=ratio, max_distance=max_distance, **extra)
     fit = verify(f0, f1, matches, verify_model, ransac_threshold) if verify_model else None
     click.echo(f"keypoints: {len(f0)} in {image0}, {len(f1)} in {image1}")
-    click.echo(
-        f"matches: {len(matches)} ({'LightGlue' if matcher == 'lightglue' else 'mutual NN'})"
-    )
+    click.echo(f"matches: {len(matches)}{' (LightGlue)' if matcher == 'lightglue' else ''}")
     if fit is not None:
         note = f" ({fit.message})" if fit.message else ""
         click.echo(f"inliers ({verify_model}): {fit.num_inliers}{note}")
