@@ -501,3 +501,37 @@ def test_bf16_matches_agree_with_fp32(cached_weights):
     assert fast.scores.dtype == torch.float32
     with pytest.raises(keypoints.ConfigError, match="precision"):
         keypoints.match(f0, f1, precision="bf16")
+
+
+def test_facade_from_cvg_checkpoint(tmp_path, monkeypatch, random_checkpoint):
+    """LightGlueForKeypointMatching.from_pretrained on cvg's superpoint_lightglue.pth (by path
+    or release name, from the cache): the matcher's keys mapped, SuperPoint from `detector`
+    with transformers' conversion settings; weights for other features are refused."""
+    from keypoints.hf_lightglue import LightGlueForKeypointMatching
+    from keypoints.models.lightglue import convert_cvg_state_dict
+
+    original = cvg_lightglue(256, False)
+    path = tmp_path / "superpoint_lightglue.pth"
+    torch.save(original.state_dict(), path)
+    model = LightGlueForKeypointMatching.from_pretrained(path, detector=random_checkpoint)
+    state = model.state_dict()
+    for key, value in convert_cvg_state_dict(original.state_dict()).items():
+        assert torch.equal(state[key], value), key
+    detector = keypoints.SuperPoint.from_pretrained(random_checkpoint)
+    assert torch.equal(state["keypoint_detector.convDb.weight"], detector.convDb.weight)
+    assert model.config.keypoint_detector_config["max_keypoints"] == 2048
+    pixel_values = keypoints.LightGlueImageProcessor()(
+        [str(EXAMPLE), str(EXAMPLE.parent / "cats_warped.jpg")], return_tensors="pt"
+    )["pixel_values"]
+    out = model(pixel_values)
+    assert out.matches.shape == out.mask.shape and out.matches.shape[:2] == (1, 2)
+
+    monkeypatch.setenv("KEYPOINTS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    path.rename(tmp_path / "cache" / "superpoint_lightglue_v0-1_arxiv.pth")
+    by_name = LightGlueForKeypointMatching.from_pretrained("superpoint", detector=random_checkpoint)
+    assert torch.equal(by_name.state_dict()["positional_encoder.projector.weight"],
+                       original.state_dict()["posenc.Wr.weight"])  # fmt: skip
+    torch.save(cvg_lightglue(128, True).state_dict(), tmp_path / "sift_lightglue.pth")
+    with pytest.raises(keypoints.ConfigError, match="other features than SuperPoint"):
+        LightGlueForKeypointMatching.from_pretrained(tmp_path / "sift_lightglue.pth")

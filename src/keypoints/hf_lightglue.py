@@ -29,7 +29,14 @@ from .hf import (
 )
 from .models.base import DeviceMixin, load_checked
 from .models.config import check_unit, config_class
-from .models.lightglue import LightGlueMatcher, LightGlueMatcherConfig
+from .models.lightglue import (
+    CVG_FEATURES,
+    LightGlue,
+    LightGlueMatcher,
+    LightGlueMatcherConfig,
+    is_cvg_state_dict,
+)
+from .models.superpoint import DEFAULT_SOURCE as SUPERPOINT_SOURCE
 from .models.superpoint import SuperPointConfig, convert_state_dict
 from .models.weights import load_state_dict, resolve_checkpoint
 
@@ -141,16 +148,44 @@ class LightGlueForKeypointMatching(DeviceMixin, LightGlueMatcher):
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, *, strict: bool = True,
                         revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                        detector: str | os.PathLike = SUPERPOINT_SOURCE,
                         **overrides):  # fmt: skip
         """Load from a Hub id (e.g. ``ETH-CVG/lightglue_superpoint``; cached by huggingface_hub,
-        ``HF_HUB_OFFLINE`` respected) or a folder in the Hub layout (``config.json`` and
-        ``model.safetensors`` with transformers' key names). Keyword ``overrides`` change config
-        fields (``depth_confidence=-1``). Returns the model in eval mode."""
+        ``HF_HUB_OFFLINE`` respected), a folder in the Hub layout (``config.json`` and
+        ``model.safetensors`` with transformers' key names), or cvg's original SuperPoint
+        checkpoint (``"superpoint"`` downloads ``superpoint_lightglue.pth`` once, or its path):
+        its keys are mapped, and as it holds no detector, SuperPoint comes from ``detector``
+        (a Hub id or path) with the settings transformers' conversion uses (2048 keypoints,
+        threshold 0.0005). Keyword ``overrides`` change config fields
+        (``depth_confidence=-1``). Returns the model in eval mode."""
+        text = os.fspath(source)
+        if text in CVG_FEATURES or (
+            os.path.isfile(text) and is_cvg_state_dict(load_state_dict(text))
+        ):
+            return cls._from_cvg(text, detector, strict, **overrides)
         ckpt = resolve_checkpoint(source, revision=revision, cache_dir=cache_dir,
                                   hint="pass a local Hub-layout folder")  # fmt: skip
         config = LightGlueConfig.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
         model.load_weights(load_state_dict(ckpt.weights), strict=strict)
+        return model.eval()
+
+    @classmethod
+    def _from_cvg(cls, source: str, detector, strict: bool, **overrides):
+        """cvg's SuperPoint LightGlue (converted by LightGlue.from_pretrained) + SuperPoint."""
+        matcher = LightGlue.from_pretrained(source)
+        if matcher.config.input_dim != 256 or matcher.config.add_scale_ori:
+            raise ConfigError(
+                f"'{source}' was trained on other features than SuperPoint's; "
+                "LightGlueForKeypointMatching pairs LightGlue with SuperPoint: use "
+                "keypoints.match(..., method='lightglue') for other detectors"
+            )
+        settings = {"max_keypoints": 2048, "keypoint_threshold": 0.0005}
+        config = LightGlueConfig(keypoint_detector_config=settings).replace(**overrides)
+        model = cls(config)
+        superpoint = SuperPointForKeypointDetection.from_pretrained(detector, strict=strict)
+        state = {f"keypoint_detector.{k}": v for k, v in superpoint.state_dict().items()}
+        model.load_weights({**state, **matcher.state_dict()}, strict=strict)
         return model.eval()
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
