@@ -363,15 +363,10 @@ def _pack(keep: torch.Tensor, *tensors: torch.Tensor):
 # checkpoints -----------------------------------------------------------------------------------
 #: cvg's release checkpoints (Apache-2.0): github.com/cvg/LightGlue/releases/tag/v0.1_arxiv
 CVG_URL = "https://github.com/cvg/LightGlue/releases/download/v0.1_arxiv/{}_lightglue.pth"
-#: the features each release checkpoint was trained on -> (input_dim, add_scale_ori), as cvg's
-#: ``LightGlue.features``
-CVG_FEATURES = {
-    "superpoint": (256, False),
-    "disk": (128, False),
-    "aliked": (128, False),
-    "sift": (128, True),
-    "doghardnet": (128, True),
-}
+#: the features cvg released LightGlue weights for (``<name>_lightglue.pth``; cvg's
+#: ``LightGlue.features``); the architecture (input size, scale/orientation inputs) is read
+#: from the weights themselves
+CVG_FEATURES = ("superpoint", "disk", "aliked", "sift", "doghardnet")
 # cvg module names -> ours (transformers'), per layer
 _CVG_LAYER = {
     "self_attn.out_proj": "self_attention.o_proj",
