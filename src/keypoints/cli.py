@@ -249,20 +249,19 @@ def models(as_json):
     _print_table(header, rows)
 
 
-def _matcher_options(function):
-    """--matcher and --matcher-weights, shared by the matching commands."""
-    function = click.option(
-        "--matcher-weights",
-        help="LightGlue weights: a release name (superpoint, aliked, sift, disk), a checkpoint "
-        "or a Hub id; default: the release trained on the detector's features.",
-    )(function)
-    return click.option(
-        "--matcher",
-        type=click.Choice(["mnn", "lightglue"]),
-        default="mnn",
-        show_default=True,
-        help="Mutual nearest neighbour, or LightGlue (weights downloaded once, then cached).",
-    )(function)
+_matcher_option = click.option(
+    "--matcher",
+    type=click.Choice(["mnn", "lightglue"]),
+    default="mnn",
+    show_default=True,
+    help="Mutual nearest neighbour, or LightGlue (by default the release weights trained on "
+    "the detector's features; downloaded once, then cached).",
+)
+_matcher_weights_option = click.option(
+    "--matcher-weights",
+    help="Other LightGlue weights: a release name (superpoint, aliked, sift, disk), a "
+    "checkpoint or a Hub id.",
+)
 
 
 @cli.command("match")
@@ -280,7 +279,8 @@ def _matcher_options(function):
 @_resize_option("1024")
 @click.option("--ratio", type=float, help="Lowe's ratio test, e.g. 0.8.")
 @click.option("--max-distance", type=float, help="Drop matches with a larger descriptor distance.")
-@_matcher_options
+@_matcher_option
+@_matcher_weights_option
 @click.option(
     "--verify",
     "verify_model",
@@ -386,13 +386,7 @@ def eval_group():
     type=click.Path(file_okay=False),
     help="Folder for summary.md, metrics.json and mma.png.",
 )
-@click.option(
-    "--matcher",
-    type=click.Choice(["mnn", "lightglue"]),
-    default="mnn",
-    show_default=True,
-    help="Mutual nearest neighbour, or LightGlue with each model's release weights.",
-)
+@_matcher_option
 @_precision_option
 def eval_homography(
     dataset, models, max_keypoints, threshold, resize, ransac_threshold, output, matcher, precision
@@ -542,7 +536,8 @@ def pairs_command(source, exhaustive, sequential, output):
               help="The matches .h5 (hloc's layout); pairs already in it are skipped.")  # fmt: skip
 @click.option("--ratio", type=float, help="Lowe's ratio test threshold, in (0, 1].")
 @click.option("--max-distance", type=float, help="Drop matches farther than this.")
-@_matcher_options
+@_matcher_option
+@_matcher_weights_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Pairs per LightGlue forward pass.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Recompute pairs already in the output.")
