@@ -54,7 +54,7 @@ def make_images(folder: Path, count: int, seed: int = 0) -> None:
 
 def run_config(name: str, folder: str, output: str, model: str, max_keypoints: int) -> dict:
     import keypoints
-    from keypoints.extract import extract_report
+    from keypoints.pipeline import extract_report
 
     report = extract_report(folder, output, model, max_keypoints=max_keypoints, progress=False,
                             **CONFIGS[name])  # fmt: skip

@@ -48,7 +48,7 @@ def stand_in(name: str, directory: Path) -> str:
                 model = keypoints.SuperPoint.from_pretrained(PARTIAL, strict=False)
             else:
                 model = keypoints.SuperPoint()
-        model.save_pretrained(directory / name)
+        keypoints.SuperPointForKeypointDetection.from_core(model).save_pretrained(directory / name)
         return str(directory / name)
     path = directory / "superpoint_v6_from_tf.pth"
     torch.save(SuperPointOpen().state_dict(), path)

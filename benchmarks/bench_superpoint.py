@@ -62,7 +62,7 @@ def make_checkpoint(directory: Path, max_keypoints: int) -> None:
     else:
         model = keypoints.SuperPoint()
     model.config = model.config.replace(max_keypoints=max_keypoints)
-    model.save_pretrained(directory)
+    keypoints.SuperPointForKeypointDetection.from_core(model).save_pretrained(directory)
     keypoints.SuperPointImageProcessor().save_pretrained(directory)
 
 

@@ -64,9 +64,9 @@ def coco_images():
 def random_checkpoint(tmp_path_factory) -> Path:
     """A Hub-layout folder (config.json, model.safetensors, preprocessor_config.json) holding a
     random SuperPoint; stands in for the real checkpoint, which cannot be downloaded here."""
-    from keypoints import SuperPointImageProcessor
+    from keypoints import SuperPointForKeypointDetection, SuperPointImageProcessor
 
     directory = tmp_path_factory.mktemp("random_superpoint")
-    random_superpoint().save_pretrained(directory)
+    random_superpoint(SuperPointForKeypointDetection).save_pretrained(directory)
     SuperPointImageProcessor().save_pretrained(directory)
     return directory

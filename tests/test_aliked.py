@@ -203,9 +203,9 @@ def test_batch_equals_single_images():
     torch.manual_seed(0)
     images = torch.rand(3, 3, 64, 96)
     with torch.inference_mode():
-        batched = model.extract(images, max_keypoints=40, threshold=0.0)
+        batched = model(images, max_keypoints=40, threshold=0.0)
         for i in range(3):
-            single = model.extract(images[i : i + 1], max_keypoints=40, threshold=0.0)
+            single = model(images[i : i + 1], max_keypoints=40, threshold=0.0)
             n = int(single["mask"].sum())
             assert int(batched["mask"][i].sum()) == n
             torch.testing.assert_close(batched["keypoints"][i, :n], single["keypoints"][0, :n])

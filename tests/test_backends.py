@@ -25,7 +25,7 @@ def real_superpoint(tmp_path, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = keypoints.SuperPoint.from_pretrained(require(PARTIAL_SUPERPOINT), strict=False)
-    model.save_pretrained(tmp_path)
+    keypoints.SuperPointForKeypointDetection.from_core(model).save_pretrained(tmp_path)
     return tmp_path
 
 

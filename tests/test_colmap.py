@@ -12,7 +12,7 @@ from conftest import DATA, require
 
 import keypoints
 from keypoints.io.hloc import list_names, read_matches
-from keypoints.pairs import exhaustive_pairs, match_pairs
+from keypoints.pipeline import exhaustive_pairs, match_pairs
 
 pycolmap = pytest.importorskip("pycolmap", reason="pycolmap is not installed")
 

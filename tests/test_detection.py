@@ -16,7 +16,7 @@ class BrightSpotDetector(SuperPoint):
     """SuperPoint with the network replaced by identity: the heatmap is the image itself, so a
     bright spot is a keypoint at a position known analytically."""
 
-    def encode(self, image, hidden_states=None):
+    def encode(self, image):
         return image
 
     def heatmap(self, features):

@@ -16,7 +16,7 @@ import torch
 from conftest import DATA, EXAMPLE, require
 
 import keypoints
-from keypoints.extract import extract_report, list_images
+from keypoints.pipeline import extract_report, list_images
 from keypoints.io.hloc import list_names, read_features
 
 OPTIONS = {"model": "aliked-t16", "resize": 320, "max_keypoints": 200}

@@ -85,7 +85,7 @@ def test_sift_scales_and_orientations_round_trip(tmp_path):
             assert abs(size - p.size) < 1e-3 and abs(angle - np.deg2rad(p.angle)) < 1e-4
     # detected at half size: sizes scaled back to original pixels, like the keypoints
     half = keypoints.detect(str(EXAMPLE), "sift", max_keypoints=200, resize=320)[0]
-    small = keypoints.detection.prepare(SIFT(), keypoints.image.to_array(EXAMPLE), 320)
+    small = SIFT().prepare(keypoints.image.to_array(EXAMPLE), 320)
     raw = SIFT(max_keypoints=200).detect_image(small.image)
     torch.testing.assert_close(half.scales, torch.from_numpy(raw[3]) * 2, rtol=1e-5, atol=1e-4)
     keypoints.save_features(feats, tmp_path / "f.npz")

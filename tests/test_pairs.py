@@ -11,7 +11,7 @@ from conftest import DATA, require
 
 import keypoints
 from keypoints.io.hloc import list_names, pair_name, read_features, read_matches
-from keypoints.pairs import (
+from keypoints.pipeline import (
     exhaustive_pairs,
     match_pairs,
     read_pairs,

@@ -20,10 +20,16 @@ def test_list_models():
         "name",
         "kind",
         "descriptor_dim",
+        "binary",
         "license",
         "weights",
+        "matcher_weights",
         "offline",
     }
+    # which LightGlue weights fit each detector's descriptors: the registry's answer
+    assert entries["aliked-n16"]["matcher_weights"] == "aliked"
+    assert entries["sift"]["matcher_weights"] == entries["rootsift"]["matcher_weights"] == "sift"
+    assert entries["aliked-t16"]["matcher_weights"] is None and entries["orb"]["binary"]
     assert (
         entries["aliked-n16"]["offline"] is True and entries["aliked-n16"]["descriptor_dim"] == 128
     )

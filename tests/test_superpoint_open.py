@@ -48,7 +48,7 @@ def test_loads_reference_layout(tmp_path):
     assert isinstance(sniffed, SuperPointOpen)
     image = torch.rand(1, 1, 64, 96)
     with torch.inference_mode():
-        out = model.extract(image, max_keypoints=20, threshold=0.0)
+        out = model(image, max_keypoints=20, threshold=0.0)
     assert out["keypoints"].shape == (1, 20, 2) and out["descriptors"].shape == (1, 20, 256)
     norms = out["descriptors"][0].norm(dim=-1)
     torch.testing.assert_close(norms, torch.ones(20))
@@ -61,7 +61,7 @@ def test_descriptor_sampling_at_cell_centres(tmp_path):
     kp = torch.tensor([[[8 * 2 + 3.5, 8 * 1 + 3.5]]])
     got = keypoints.models.ops.sample_map(dense, (kp + 0.5) / 8 - 0.5)[0, 0]
     torch.testing.assert_close(got, dense[0, :, 1, 2])
-    assert model.pad_multiple == 8
+    assert model.preprocessing.pad_multiple == 8 and model.preprocessing.channels == 1
 
 
 def test_cached_download_is_used_and_offline_errors_clearly(tmp_path, monkeypatch):

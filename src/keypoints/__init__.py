@@ -1,11 +1,14 @@
 """keypoints: learned keypoint detection and description in plain PyTorch.
 
 Native API: :func:`detect` -> list of :class:`Features` (float32 (x, y) keypoints in
-original-image pixels, pixel centres at integers). transformers-compatible API:
-:class:`SuperPointImageProcessor`, :class:`SuperPointForKeypointDetection`,
-:class:`LightGlueImageProcessor`, :class:`LightGlueForKeypointMatching`, the ``Auto*`` classes.
+original-image pixels, pixel centres at integers), :func:`match`, :func:`verify`, presets
+(:func:`load_preset`), bulk extraction (:func:`extract`, :func:`match_pairs`).
+transformers-compatible API (:mod:`keypoints.hf`): :class:`SuperPointImageProcessor`,
+:class:`SuperPointForKeypointDetection`, :class:`LightGlueImageProcessor`,
+:class:`LightGlueForKeypointMatching`, the ``Auto*`` classes.
 """
 
+from ._version import __version__
 from .detection import detect
 from .errors import (
     ConfigError,
@@ -16,38 +19,41 @@ from .errors import (
     WeightsError,
     WeightsNotFoundError,
 )
-from .extract import extract
 from .features import Features, Matches
 from .hf import (
     AutoConfig,
     AutoImageProcessor,
-    AutoModelForKeypointDetection,
-    BatchFeature,
-    SuperPointForKeypointDetection,
-    SuperPointImageProcessor,
-    SuperPointKeypointDescriptionOutput,
-)
-from .hf_lightglue import (
     AutoModel,
+    AutoModelForKeypointDetection,
     AutoModelForKeypointMatching,
+    BatchFeature,
     LightGlueConfig,
     LightGlueForKeypointMatching,
     LightGlueImageProcessor,
     LightGlueKeypointMatchingOutput,
+    SuperPointConfig,
+    SuperPointForKeypointDetection,
+    SuperPointImageProcessor,
+    SuperPointKeypointDescriptionOutput,
 )
 from .io import load_features, save_features
 from .matching import Verification, match, match_batch, verify
 from .models.aliked import ALIKED, ALIKEDConfig
+from .models.protocol import Detector, DetectorInfo
 from .models.registry import MODELS, list_models, load_model
-from .models.superpoint import SuperPoint, SuperPointConfig
+from .models.superpoint import SuperPoint
+from .pipeline import ExtractSettings, extract, match_pairs
+from .presets import PRESETS, Preset, list_presets, load_preset
 from .viz import plot_keypoints, plot_matches
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",
     "detect",
     "extract",
+    "match_pairs",
+    "ExtractSettings",
+    "Detector",
+    "DetectorInfo",
     "LightGlueConfig",
     "LightGlueForKeypointMatching",
     "LightGlueImageProcessor",
@@ -62,6 +68,10 @@ __all__ = [
     "Verification",
     "load_model",
     "list_models",
+    "load_preset",
+    "list_presets",
+    "Preset",
+    "PRESETS",
     "ALIKED",
     "ALIKEDConfig",
     "MODELS",

@@ -27,6 +27,10 @@ class Features:
             ``KeyPoint.size``: SIFT, ORB), or None for models without a scale.
         orientations: ``(N,)`` float32 angles in radians (OpenCV's ``KeyPoint.angle`` converted),
             or None.
+        fingerprint: a short hash of the detector's weights and options (see
+            :attr:`keypoints.models.protocol.Detector.fingerprint`): features with equal
+            ``model`` and ``fingerprint`` come from the same network with the same settings.
+            None when unknown (e.g. read from a file written by another tool).
     """
 
     keypoints: torch.Tensor
@@ -37,6 +41,7 @@ class Features:
     binary: bool = False
     scales: torch.Tensor | None = None
     orientations: torch.Tensor | None = None
+    fingerprint: str | None = None
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -87,7 +92,7 @@ class Features:
         ]
 
     @classmethod
-    def from_numpy(cls, data, model: str | None = None) -> Features:
+    def from_numpy(cls, data, model: str | None = None, fingerprint: str | None = None) -> Features:
         """Inverse of :meth:`to_numpy` (accepts the dict or an opened ``.npz``)."""
         w, h = (int(v) for v in np.asarray(data["image_size"]).tolist())
 
@@ -105,6 +110,7 @@ class Features:
             binary=np.asarray(data["descriptors"]).dtype == np.uint8,
             scales=optional("scales"),
             orientations=optional("oris"),
+            fingerprint=fingerprint,
         )
 
 

@@ -14,12 +14,14 @@ import os
 import threading
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .defaults import DEFAULT_MAX_PIXELS
 from .errors import ConfigError, ImageError, ImageNotFoundError
 
 __all__ = [
@@ -33,10 +35,10 @@ __all__ = [
     "resize_array",
     "resized_shape",
     "scale_keypoints_back",
+    "Prepared",
+    "prepare_array",
 ]
 
-#: Pillow's own decompression-bomb limit (about 89.5 megapixels).
-DEFAULT_MAX_PIXELS = 89_478_485
 #: NTSC / ITU-R 601 luma weights, as transformers' SuperPoint processor uses them.
 NTSC_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
@@ -286,3 +288,57 @@ def scale_keypoints_back(
     sy = to_size[0] / from_size[0]
     scale = keypoints.new_tensor([sx, sy])
     return (keypoints + 0.5) * scale - 0.5
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image ready for a detector.
+
+    Attributes:
+        image: the resized and padded image: float32 in [0, 1], grayscale ``(H', W')`` or RGB
+            ``(H', W', 3)``; uint8 ``(H', W')`` for OpenCV detectors.
+        size: ``(height, width)`` of its valid (unpadded) region.
+        original: ``(height, width)`` of the decoded image, whose pixels the keypoints are
+            reported in.
+    """
+
+    image: np.ndarray
+    size: tuple[int, int]
+    original: tuple[int, int]
+
+
+def prepare_array(
+    array: np.ndarray,
+    resize: int | Sequence[int] | None,
+    multiple: int = 8,
+    channels: int = 1,
+    uint8: bool = False,
+) -> Prepared:
+    """Preprocess a decoded image for a detector; pure numpy, safe in worker threads.
+
+    Args:
+        array: ``(H, W, C)`` from :func:`to_array`.
+        resize: see :func:`resized_shape`.
+        multiple: zero-pad at the right and bottom to a multiple of it (at least one multiple).
+        channels: 1 for NTSC grayscale, 3 for RGB (gray sources are repeated).
+        uint8: return 8-bit grayscale (OpenCV's detectors); ``channels`` must be 1.
+
+    Returns:
+        A :class:`Prepared` image.
+    """
+    original = (int(array.shape[0]), int(array.shape[1]))
+    image = to_float(array)
+    if channels == 1:
+        image = rgb_to_grayscale(image)[..., None]
+    elif image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    size = resized_shape(image.shape[0], image.shape[1], resize)
+    image = resize_array(image, size)
+    padded_h = max(multiple, -(-size[0] // multiple) * multiple)
+    padded_w = max(multiple, -(-size[1] // multiple) * multiple)
+    if (padded_h, padded_w) != size:
+        image = np.pad(image, ((0, padded_h - size[0]), (0, padded_w - size[1]), (0, 0)))
+    image = image[..., 0] if channels == 1 else image
+    if uint8:
+        image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    return Prepared(np.ascontiguousarray(image), size, original)

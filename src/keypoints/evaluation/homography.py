@@ -10,11 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import (
+    DEFAULT_MATCHER,
+    DEFAULT_PRECISION,
+    DEFAULT_RANSAC_THRESHOLD,
+    EVAL_MAX_KEYPOINTS,
+    EVAL_MODELS,
+)
 from ..detection import detect
 from ..io import atomic_write
-from ..matching import check_method, match, verify
-from ..models.base import KeypointModel
-from ..models.registry import load_model
+from ..matching import check_method, verify
+from ..models.registry import detector_info
+from ..presets import Preset, custom, load_preset
 from .datasets import load_dataset
 from .metrics import (
     corner_error,
@@ -24,22 +31,39 @@ from .metrics import (
     repeatability,
 )
 
-__all__ = ["evaluate_homography", "MMA_THRESHOLDS", "H_THRESHOLDS"]
+__all__ = ["evaluate_homography", "pipelines_for", "MMA_THRESHOLDS", "H_THRESHOLDS"]
 
 MMA_THRESHOLDS = tuple(range(1, 11))
 H_THRESHOLDS = (1, 3, 5, 10)
 
 
-def _options(net, max_keypoints: int, threshold: float | None) -> dict:
+def _options(model: str, max_keypoints: int, threshold: float | None) -> dict:
     """The comparison protocol: the ``max_keypoints`` best keypoints (top-k: threshold 0 for
     learned models; OpenCV detectors keep their own response threshold) unless a threshold is
     given."""
-    options = {"max_keypoints": max_keypoints}
+    options: dict = {"max_keypoints": max_keypoints}
+    info = detector_info(model)
     if threshold is not None:
         options["threshold"] = threshold
-    elif isinstance(net, KeypointModel):
+    elif info is None or info.kind == "learned":
         options["threshold"] = 0.0
     return options
+
+
+def pipelines_for(
+    models: Sequence[str] = (),
+    presets: Sequence[str | Preset] = (),
+    *,
+    max_keypoints: int = EVAL_MAX_KEYPOINTS,
+    threshold: float | None = None,
+    resize: int | Sequence[int] | None = None,
+    matcher: str = DEFAULT_MATCHER,
+) -> list[Preset]:
+    """What :func:`evaluate_homography` compares: each model with the protocol's options
+    (``max_keypoints`` best, ``resize``, ``matcher``), then each preset as it is defined."""
+    check_method(matcher)
+    adhoc = [custom(m, _options(m, max_keypoints, threshold), resize, matcher) for m in models]
+    return [*adhoc, *(load_preset(p) for p in presets)]
 
 
 def _aggregate(records: list[dict]) -> dict:
@@ -57,80 +81,95 @@ def _aggregate(records: list[dict]) -> dict:
 
 def evaluate_homography(
     dataset: str | Path,
-    models: Sequence[str] = ("aliked-n16", "sift"),
+    pipelines: Sequence[str | Preset] = EVAL_MODELS,
     *,
-    max_keypoints: int = 2048,
-    threshold: float | None = None,
-    resize: int | Sequence[int] | None = None,
-    ransac_threshold: float = 3.0,
-    precision: str = "fp32",
+    ransac_threshold: float = DEFAULT_RANSAC_THRESHOLD,
+    precision: str = DEFAULT_PRECISION,
     output: str | Path | None = None,
     progress: bool = False,
-    matcher: str = "mnn",
+    **protocol,
 ) -> dict:
-    """Evaluate detectors on every (image 1, image k) pair of a homography dataset.
+    """Evaluate pipelines on every (image 1, image k) pair of a homography dataset.
 
-    Per pair: repeatability at 3 px, MMA at 1..10 px for the matches of ``matcher`` (``"mnn"``:
-    mutual nearest neighbour; ``"lightglue"``: LightGlue with the release weights of each
-    model, see :func:`keypoints.match`), and
-    the corner error of the homography fitted with USAC MAGSAC++ (``ransac_threshold`` px); see
-    :mod:`keypoints.evaluation.metrics` for the definitions. Averaged over pairs, overall and per
-    subset (HPatches: illumination / viewpoint).
+    Per pair: repeatability at 3 px, MMA at 1..10 px of the pipeline's matches, and the corner
+    error of the homography fitted with USAC MAGSAC++ (``ransac_threshold`` px); see
+    :mod:`keypoints.evaluation.metrics` for the definitions. Averaged over pairs, overall and
+    per subset (HPatches: illumination / viewpoint).
 
-    Returns ``{model: {"mma": {"1": ..}, "repeatability", "homography_accuracy": {"1", "3",
-    "5", "10"}, "homography_auc": {...}, "keypoints", "matches", "ms_per_image", "pairs",
-    "subsets": {name: {...}}}}``. With ``output``, also writes ``metrics.json``,
-    ``summary.md`` and ``mma.png`` there (each written whole or not at all).
+    Args:
+        dataset: an HPatches or Oxford affine folder (see :func:`load_dataset`).
+        pipelines: model names, run with the comparison protocol (``protocol``:
+            ``max_keypoints`` (2048) best keypoints, ``threshold``, ``resize`` (native),
+            ``matcher`` (``"mnn"`` or ``"lightglue"``); see :func:`pipelines_for`), and
+            :class:`~keypoints.presets.Preset` objects, run as they are defined.
+        ransac_threshold: the inlier threshold in pixels.
+        precision: the detectors' (and LightGlue's) precision.
+        output: a folder for ``metrics.json``, ``summary.md`` and ``mma.png`` (each written
+            whole or not at all).
+        progress: show a progress bar.
+        **protocol: see ``pipelines``.
+
+    Returns:
+        ``{name: {"mma": {"1": ..}, "repeatability", "homography_accuracy": {"1", "3", "5",
+        "10"}, "homography_auc": {...}, "keypoints", "matches", "ms_per_image", "pairs",
+        "pipeline": {...}, "subsets": {name: {...}}}}``.
     """
-    check_method(matcher)
-    lightglue = {"precision": precision} if matcher == "lightglue" else {}
+    models = [p for p in pipelines if isinstance(p, str)]
+    chosen = pipelines_for(models, [p for p in pipelines if isinstance(p, Preset)], **protocol)
     sequences = load_dataset(dataset)
-    n_pairs = sum(len(s.pairs) for s in sequences)
     results = {}
-    for model in models:
-        net = load_model(model, precision=precision)
-        options = _options(net, max_keypoints, threshold)
-        records, counts, times = [], [], []
-        bar = _bar(n_pairs, f"eval {model}", progress)
-
-        def run(path, net=net, options=options, times=times, counts=counts):
-            start = time.perf_counter()
-            feats = detect(str(path), net, resize=resize, **options)[0]
-            times.append((time.perf_counter() - start) * 1000)
-            counts.append(len(feats))
-            return feats
-
-        for seq in sequences:
-            f0 = run(seq.reference)
-            k0 = f0.keypoints.numpy().astype(np.float64)
-            for pair in seq.pairs:
-                f1 = run(pair.path1)
-                k1 = f1.keypoints.numpy().astype(np.float64)
-                m = match(f0, f1, method=matcher, **lightglue)
-                fit = verify(f0, f1, m, "homography", ransac_threshold)
-                H = pair.homography
-                records.append(
-                    {
-                        "subset": pair.subset,
-                        "mma": matching_accuracy(k0, k1, m.indices.numpy(), H, MMA_THRESHOLDS),
-                        "repeatability": repeatability(k0, k1, H, f0.image_size, f1.image_size),
-                        "corner_error": corner_error(fit.matrix, H, f0.image_size),
-                        "matches": len(m),
-                    }
-                )
-                bar.update(1)
-        bar.close()
-        summary = _aggregate(records)
-        summary["keypoints"] = float(np.mean(counts)) if counts else 0.0
-        summary["ms_per_image"] = float(np.mean(times)) if times else 0.0
-        by_subset = defaultdict(list)
-        for r in records:
-            by_subset[r["subset"]].append(r)
-        summary["subsets"] = {name: _aggregate(rs) for name, rs in sorted(by_subset.items())}
-        results[model] = summary
+    for pipeline in chosen:
+        results[pipeline.name] = _evaluate(pipeline, sequences, ransac_threshold, precision,
+                                           progress)  # fmt: skip
     if output is not None:
         write_report(results, Path(output))
     return results
+
+
+def _evaluate(pipeline: Preset, sequences, ransac_threshold: float, precision: str,
+              progress: bool) -> dict:  # fmt: skip
+    """One pipeline over every pair of ``sequences``."""
+    net = pipeline.load_detector(precision=precision)
+    extra = {"precision": precision} if pipeline.matcher == "lightglue" else {}
+    records, counts, times = [], [], []
+    bar = _bar(sum(len(s.pairs) for s in sequences), f"eval {pipeline.name}", progress)
+
+    def run(path):
+        start = time.perf_counter()
+        feats = detect(str(path), net, resize=pipeline.resize)[0]
+        times.append((time.perf_counter() - start) * 1000)
+        counts.append(len(feats))
+        return feats
+
+    for seq in sequences:
+        f0 = run(seq.reference)
+        k0 = f0.keypoints.numpy().astype(np.float64)
+        for pair in seq.pairs:
+            f1 = run(pair.path1)
+            k1 = f1.keypoints.numpy().astype(np.float64)
+            m = pipeline.match(f0, f1, **extra)
+            fit = verify(f0, f1, m, "homography", ransac_threshold)
+            H = pair.homography
+            records.append(
+                {
+                    "subset": pair.subset,
+                    "mma": matching_accuracy(k0, k1, m.indices.numpy(), H, MMA_THRESHOLDS),
+                    "repeatability": repeatability(k0, k1, H, f0.image_size, f1.image_size),
+                    "corner_error": corner_error(fit.matrix, H, f0.image_size),
+                    "matches": len(m),
+                }
+            )
+            bar.update(1)
+    bar.close()
+    summary = _aggregate(records)
+    summary["keypoints"] = float(np.mean(counts)) if counts else 0.0
+    summary["ms_per_image"] = float(np.mean(times)) if times else 0.0
+    by_subset = defaultdict(list)
+    for r in records:
+        by_subset[r["subset"]].append(r)
+    summary["subsets"] = {name: _aggregate(rs) for name, rs in sorted(by_subset.items())}
+    summary["pipeline"] = pipeline.as_dict()
+    return summary
 
 
 def _bar(total: int, desc: str, enabled: bool):

@@ -38,22 +38,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 
 def save_features(features: Features, path: str | os.PathLike, fmt: str | None = None) -> Path:
-    """Write ``features`` to ``path`` as ``npz`` (arrays ``keypoints`` (N, 2) float32, ``scores``
-    (N,), ``descriptors`` (N, D), ``image_size`` (2,) = (width, height)) or ``json`` (the same
-    keys as lists, plus ``model`` and ``descriptor_dim``). ``fmt`` defaults to the file's suffix."""
+    """Write ``features`` to ``path`` as ``npz`` or ``json``.
+
+    ``npz``: arrays ``keypoints`` (N, 2) float32, ``scores`` (N,), ``descriptors`` (N, D),
+    ``image_size`` (2,) = (width, height), ``scales``/``oris`` when present, and the strings
+    ``model`` and ``fingerprint`` (0-d arrays) when known. ``json``: the same keys as lists and
+    strings, plus ``descriptor_dim``. ``fmt`` defaults to the file's suffix.
+    """
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
         raise ConfigError(f"unknown output format '{fmt}'; allowed: {', '.join(FORMATS)}")
     arrays = features.to_numpy()
+    labels = {"model": features.model, "fingerprint": features.fingerprint}
 
     def write(tmp: str) -> None:
         if fmt == "npz":
+            strings = {k: np.asarray(v) for k, v in labels.items() if v is not None}
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **arrays, **strings)
         else:
             data = {k: v.tolist() for k, v in arrays.items()}
-            data["model"] = features.model
+            data.update(labels)
             data["descriptor_dim"] = int(arrays["descriptors"].shape[1])
             with open(tmp, "w") as f:
                 json.dump(data, f)
@@ -74,8 +80,12 @@ def load_features(path: str | os.PathLike) -> Features:
                     len(data["scores"]), int(data["descriptor_dim"])
                 ),
                 "image_size": data["image_size"],
+                **{k: data[k] for k in ("scales", "oris") if k in data},
             },
             model=data.get("model"),
+            fingerprint=data.get("fingerprint"),
         )
     with np.load(path) as data:
-        return Features.from_numpy(dict(data))
+        arrays = dict(data)
+    labels = {k: str(arrays.pop(k)) for k in ("model", "fingerprint") if k in arrays}
+    return Features.from_numpy(arrays, **labels)

@@ -6,7 +6,10 @@ Features file: one group per image name (its path relative to the image root, '/
 so nested groups), holding ``keypoints (N, 2)`` float32 (x, y) original-image pixels with pixel
 centres at integers (hloc's convention too), ``scores (N,)``, ``descriptors (D, N)`` (float16
 with ``half_descriptors``), ``image_size (2,)`` = (width, height), and for SIFT and ORB
-``scales (N,)`` and ``oris (N,)`` (pixels, radians; as hloc's DoG extractor).
+``scales (N,)`` and ``oris (N,)`` (pixels, radians; as hloc's DoG extractor); attributes
+``model`` and ``fingerprint`` (the detector's name and the hash of its weights and options). The
+root attribute ``keypoints_config`` holds the extraction settings as JSON
+(:class:`keypoints.pipeline.settings.ExtractSettings`).
 
 Matches file: one group per pair, ``name0/name1`` with '/' inside each name replaced by '-'
 (hloc's ``names_to_pair``), holding ``matches0 (N0,)`` int (index into image 1's keypoints,
@@ -53,6 +56,8 @@ def write_features(file: h5py.File | h5py.Group, name: str, features: Features,
             group.create_dataset(key, data=arrays[key])
     if features.model:
         group.attrs["model"] = features.model
+    if features.fingerprint:
+        group.attrs["fingerprint"] = features.fingerprint
 
 
 def read_features(path: str | os.PathLike | h5py.File, name: str) -> Features:
@@ -76,11 +81,19 @@ def read_features(path: str | os.PathLike | h5py.File, name: str) -> Features:
             np.ascontiguousarray(descriptors if binary else descriptors.astype(np.float32))
         ),
         image_size=tuple(int(v) for v in group["image_size"][()]),
-        model=group.attrs.get("model"),
+        model=_text(group.attrs.get("model")),
         binary=bool(binary),
         scales=optional("scales"),
         orientations=optional("oris"),
+        fingerprint=_text(group.attrs.get("fingerprint")),
     )
+
+
+def _text(value) -> str | None:
+    """An HDF5 string attribute as ``str`` (h5py may return bytes), or None."""
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def list_names(path: str | os.PathLike | h5py.Group) -> list[str]:

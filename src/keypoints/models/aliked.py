@@ -21,9 +21,10 @@ from ..errors import ConfigError, closest
 from . import ops
 from .base import KeypointModel
 from .config import check_int, check_max_keypoints, check_unit, config_class
+from .protocol import DetectorInfo, Preprocessing
 from .weights import load_state_dict, resolve_checkpoint
 
-__all__ = ["ALIKEDConfig", "ALIKED", "VARIANTS", "bundled_weights"]
+__all__ = ["ALIKEDConfig", "ALIKED", "VARIANTS", "INFOS", "bundled_weights"]
 
 # c1, c2, c3, c4, dim, K (descriptor patch), M (descriptor sample positions); from the paper
 VARIANTS: dict[str, tuple[int, int, int, int, int, int, int]] = {
@@ -34,6 +35,26 @@ VARIANTS: dict[str, tuple[int, int, int, int, int, int, int]] = {
 }
 #: In threshold mode without max_keypoints, at most this many keypoints (as LightGlue).
 MAX_KEYPOINTS_LIMIT = 20000
+#: cvg released LightGlue weights for ALIKED-n16's descriptors ("aliked_lightglue.pth").
+MATCHER_WEIGHTS = {"aliked-n16": "aliked"}
+
+
+def _info(variant: str) -> DetectorInfo:
+    return DetectorInfo(
+        name=variant,
+        kind="learned",
+        descriptor_dim=VARIANTS[variant][4],
+        license="BSD-3-Clause",
+        weights="bundled with the package",
+        load=lambda: ALIKED.from_pretrained(variant),
+        available=lambda: True,
+        matcher_weights=MATCHER_WEIGHTS.get(variant),
+        preprocessing=Preprocessing(channels=3, pad_multiple=1),
+    )
+
+
+#: The registry entries, one per released variant (weights bundled).
+INFOS = {variant: _info(variant) for variant in VARIANTS}
 
 
 @config_class
@@ -235,7 +256,7 @@ class SDDH(nn.Module):
 class ALIKED(KeypointModel):
     """ALIKED network and keypoint extraction.
 
-    ``extract(image, image_sizes=None, **options)``: ``image (B, 3, H, W)`` RGB float in [0, 1]
+    ``forward(image, image_sizes=None, **options)``: ``image (B, 3, H, W)`` RGB float in [0, 1]
     (any size; the network pads to a multiple of 32 itself, by edge replication), optionally
     ``image_sizes (B, 2)`` (height, width) of the valid region of each image. Returns batched,
     padded ``keypoints (B, N, 2)`` sub-pixel (x, y) pixels, ``scores (B, N)``,
@@ -243,12 +264,9 @@ class ALIKED(KeypointModel):
     """
 
     config_class = ALIKEDConfig
-    input_channels = 3
-    pad_multiple = 1
 
     def __init__(self, config: ALIKEDConfig | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self.name = self.config.model_name
         c1, c2, c3, c4, dim, k, m = VARIANTS[self.config.model_name]
         self.block1 = ConvBlock(3, c1)
         self.block2 = ResBlock(c1, c2, deformable=False)
@@ -276,8 +294,9 @@ class ALIKED(KeypointModel):
         return self.conv1, self.conv2, self.conv3, self.conv4
 
     @property
-    def descriptor_dim(self) -> int:
-        return VARIANTS[self.config.model_name][4]
+    def info(self) -> DetectorInfo:
+        """The registry entry of this variant."""
+        return INFOS[self.config.model_name]
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(B, 3, H, W)`` -> score map ``(B, H, W)`` in [0, 1] and the four aggregation maps
@@ -317,9 +336,10 @@ class ALIKED(KeypointModel):
         pad_h, pad_w = -height % 32, -width % 32
         return pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
 
-    def extract(
+    def forward(
         self, image: torch.Tensor, image_sizes: torch.Tensor | None = None, **options
     ) -> dict[str, torch.Tensor]:
+        """See the class docstring."""
         conf = self.config.replace(**options) if options else self.config
         if image.ndim != 4 or image.shape[1] != 3:
             raise ConfigError(f"ALIKED expects (B, 3, H, W) images, got {tuple(image.shape)}")
@@ -330,7 +350,7 @@ class ALIKED(KeypointModel):
             # Each image's keypoints never depend on the others, so the results are the same.
             return ops.concat_padded(
                 [
-                    self.extract(
+                    self(
                         image[i : i + 1],
                         None if image_sizes is None else image_sizes[i : i + 1],
                         **options,
@@ -407,4 +427,4 @@ class ALIKED(KeypointModel):
                 state = load_state_dict(path)
         else:
             state = load_state_dict(resolve_checkpoint(source, config=False).weights)
-        return model.prepared(state, strict, backend, precision)
+        return model.finish_loading(state, strict, backend, precision)

@@ -9,8 +9,6 @@ torch silently and an explicit ``"onnxruntime"`` falls back to torch with a warn
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -19,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..defaults import BACKENDS, PRECISIONS
+from ..errors import ConfigError, closest
+from .protocol import fingerprint, state_digest
 from .weights import cache_dir
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "cpu_has_bf16",
 ]
 
-BACKENDS = ("auto", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "bf16")
 OPSET = 17
 
 
@@ -49,8 +47,6 @@ def onnxruntime_available() -> bool:
 def resolve_backend(name: str, supported: bool = True) -> str:
     """``"auto"`` -> onnxruntime when installed (and the model supports it), else torch."""
     if name not in BACKENDS:
-        from ..errors import closest
-
         raise ConfigError(
             f"unknown backend '{name}'{closest(name, BACKENDS)}; allowed: {', '.join(BACKENDS)}"
         )
@@ -83,8 +79,6 @@ def cpu_has_bf16() -> bool:
 def resolve_precision(name: str) -> str:
     """Check ``name``; ``"bf16"`` on a CPU without native bfloat16 warns and gives ``"fp32"``."""
     if name not in PRECISIONS:
-        from ..errors import closest
-
         extra = "; int8 is not available yet" if name == "int8" else ""
         raise ConfigError(
             f"unknown precision '{name}'{closest(name, PRECISIONS)}; allowed: "
@@ -135,16 +129,11 @@ def export_onnx(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
     return atomic_write(path, write)
 
 
-def weights_hash(model) -> str:
-    """sha256 of the model's class, config, weights and the torch version (the export's)."""
-    digest = hashlib.sha256()
-    digest.update(type(model).__name__.encode())
-    digest.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
-    digest.update(torch.__version__.encode())
-    for key, value in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+def graph_hash(model) -> str:
+    """A short hash of what the exported graph depends on: the model's class, config and
+    weights, and the torch version that exports it."""
+    options = {"config": model.config.to_dict(), "torch": torch.__version__}
+    return fingerprint(type(model).__name__, options, state_digest(model))
 
 
 class OnnxDense:
@@ -153,9 +142,8 @@ class OnnxDense:
     def __init__(self, model) -> None:
         import onnxruntime as ort
 
-        path = (
-            cache_dir() / "onnx" / f"{getattr(model, 'name', 'model')}-{weights_hash(model)}.onnx"
-        )
+        self.digest = state_digest(model)
+        path = cache_dir() / "onnx" / f"{model.name}-{graph_hash(model)}.onnx"
         if not path.is_file():
             export_onnx(model, path)
         options = ort.SessionOptions()

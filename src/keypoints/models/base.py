@@ -1,13 +1,20 @@
-"""What every keypoint network shares: device/dtype, preprocessing needs, safe weight loading."""
+"""What every keypoint network shares: the :class:`~keypoints.models.protocol.Detector`
+protocol on top of a batched tensor ``forward``, device/dtype, backends, safe weight loading."""
 
 from __future__ import annotations
 
 import warnings
+from collections import defaultdict
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import WeightsError
+from ..features import Features
+from ..image import Prepared
+from .protocol import InfoFacts, features_from_prepared, fingerprint, state_digest
 
 __all__ = ["DeviceMixin", "KeypointModel", "load_checked"]
 
@@ -24,20 +31,19 @@ class DeviceMixin:
         return next(self.parameters()).dtype
 
 
-class KeypointModel(DeviceMixin, nn.Module):
-    """Base of the learned detectors.
+class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
+    """Base of the learned detectors: the :class:`~keypoints.models.protocol.Detector` protocol
+    (``prepare``, ``extract`` -> list of :class:`~keypoints.Features`, ``fingerprint``) on top
+    of the network's batched ``forward``.
 
-    Subclasses set ``config`` (a declared config), ``name``, and what their input looks like:
-    ``input_channels`` (1: grayscale, 3: RGB) and ``pad_multiple`` (the pipeline zero-pads the
-    right and bottom to a multiple of it and passes the valid sizes; 1 when the network pads
-    itself). ``extract(image, image_sizes=None, **options)`` returns batched, padded
-    ``keypoints (B, N, 2)`` (x, y) pixels of ``image``, ``scores (B, N)``,
-    ``descriptors (B, N, D)`` and ``mask (B, N)``.
+    Subclasses set ``config_class`` (a declared config), ``info`` (their registry entry, which
+    also says what the input looks like) and implement
+    ``forward(image, image_sizes=None, **options)``: ``image (B, C, H, W)`` float in [0, 1],
+    ``image_sizes (B, 2)`` (height, width) of each image's valid region, per-call ``options``
+    overriding the config; it returns batched, padded ``keypoints (B, N, 2)`` (x, y) pixels of
+    ``image``, ``scores (B, N)``, ``descriptors (B, N, D)`` and ``mask (B, N)``.
     """
 
-    name = "model"
-    input_channels = 1
-    pad_multiple = 8
     config_class: type
     #: names of :meth:`dense_torch`'s outputs; models without them have no ONNX graph
     dense_output_names: tuple[str, ...] = ()
@@ -84,8 +90,8 @@ class KeypointModel(DeviceMixin, nn.Module):
                 outputs = self.dense_torch(image)
             return tuple(o.float() for o in outputs)
         if self.backend == "onnxruntime" and image.device.type == "cpu":
-            if self._onnx is None:
-                from .backends import OnnxDense
+            if self._onnx is None or self._onnx.digest != state_digest(self):
+                from .backends import OnnxDense  # (re)built when the weights changed
 
                 self._onnx = OnnxDense(self)
             return self._onnx(image)
@@ -104,20 +110,57 @@ class KeypointModel(DeviceMixin, nn.Module):
         return simple_nms(scores, radius)
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:  # pragma: no cover
+        """The dense maps of ``image`` in torch (subclasses with an ONNX graph implement it)."""
         raise NotImplementedError
 
-    def forward(self, image: torch.Tensor, image_sizes: torch.Tensor | None = None, **options):
-        """Same as :meth:`extract`."""
-        return self.extract(image, image_sizes, **options)
+    @property
+    def input_channels(self) -> int:
+        """1 for grayscale input, 3 for RGB."""
+        return self.preprocessing.channels
 
-    def extract(self, image, image_sizes=None, **options):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the class, the weights, the options and the precision."""
+        config = {name: getattr(self.config, name) for name in self.config_class.option_names}
+        options = {"config": config, "precision": self.precision}
+        return fingerprint(type(self).__name__, options, state_digest(self))
+
+    def extract(self, images: Sequence[Prepared]) -> list[Features]:
+        """Detect and describe prepared images (see :meth:`prepare`), in input order.
+
+        Images of equal prepared size share a forward pass; none is padded to another's size,
+        so each gets the keypoints it gets alone. Keypoints are in original-image pixels.
+        """
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, item in enumerate(images):
+            groups[item.image.shape].append(i)
+        results: list[Features | None] = [None] * len(images)
+        for indices in groups.values():
+            batch = torch.from_numpy(np.stack([images[i].image for i in indices]))
+            batch = batch[:, None] if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
+            sizes = torch.tensor([images[i].size for i in indices], device=self.device)
+            with torch.inference_mode():
+                out = self(batch.to(device=self.device, dtype=self.dtype), sizes)
+            counts = out["mask"].sum(1).tolist()
+            for j, i in enumerate(indices):
+                n = counts[j]
+                results[i] = features_from_prepared(
+                    self, images[i], *(out[k][j, :n].float().cpu()
+                                       for k in ("keypoints", "scores", "descriptors")),
+                )  # fmt: skip
+        return [r for r in results if r is not None]
+
+    def __getstate__(self) -> dict:
+        """Pickled without the onnxruntime session (rebuilt on first use), e.g. for Ray."""
+        state = self.__dict__.copy()
+        state["_onnx"] = None
+        return state
 
     def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
         """Load a state dict with this model's key names (see :func:`load_checked`)."""
         load_checked(self, state, strict)
 
-    def prepared(self, state, strict: bool, backend: str, precision: str):
+    def finish_loading(self, state, strict: bool, backend: str, precision: str):
         """Load ``state``, switch to eval mode, set backend and precision: the end of every
         ``from_pretrained``. Returns the model."""
         self.load_weights(state, strict=strict)

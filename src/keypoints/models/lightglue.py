@@ -8,7 +8,7 @@ implementation (rotary positional encoding, self and cross attention with
 confidence for adaptive depth, matchability pruning for adaptive width). Pairs are batched and
 padded with masks.
 
-The transformers-compatible classes built on it are in :mod:`keypoints.hf_lightglue`;
+The transformers-compatible classes wrapping it are in :mod:`keypoints.hf.lightglue`;
 :class:`LightGlue` loads cvg's release checkpoints (their key layout mapped by
 :func:`convert_cvg_state_dict`) and serves :func:`keypoints.match` (``method="lightglue"``).
 """
@@ -23,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError, WeightsError, WeightsNotFoundError
 from .base import DeviceMixin, load_checked
 from .config import config_class
 
 __all__ = [
     "CVG_FEATURES",
+    "CVG_LICENSE",
+    "release_cached",
     "CVG_URL",
     "LightGlue",
     "LightGlueMatcherConfig",
@@ -381,6 +383,22 @@ _CVG_LAYER = {
 }
 
 
+#: cvg's LightGlue weights are released under Apache-2.0 (github.com/cvg/LightGlue)
+CVG_LICENSE = "Apache-2.0 (cvg/LightGlue)"
+
+
+def release_file(name: str) -> str:
+    """The cache file name of cvg's release weights ``name`` (see :data:`CVG_FEATURES`)."""
+    return f"{name}_lightglue_v0-1_arxiv.pth"
+
+
+def release_cached(name: str) -> bool:
+    """True when cvg's release weights ``name`` are in keypoints' cache (usable offline)."""
+    from .weights import cache_dir
+
+    return (cache_dir() / release_file(name)).is_file()
+
+
 def is_cvg_state_dict(state: dict[str, torch.Tensor]) -> bool:
     """True for cvg/LightGlue's (and kornia's) key layout (``posenc.Wr``, ``Wqkv``, ...)."""
     return "posenc.Wr.weight" in state
@@ -457,13 +475,6 @@ def config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> Light
     ).replace(**overrides)
 
 
-def _detector_free(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our names from any supported layout: cvg's converted, transformers' detector dropped."""
-    if is_cvg_state_dict(state):
-        return convert_cvg_state_dict(state)
-    return {k: v for k, v in state.items() if not k.startswith("keypoint_detector.")}
-
-
 class LightGlue(DeviceMixin, LightGlueMatcher):
     """LightGlue for the features of any detector (see :func:`keypoints.match`); the network
     and ``forward`` are :class:`LightGlueMatcher`'s. ``features`` names the release weights it
@@ -472,39 +483,46 @@ class LightGlue(DeviceMixin, LightGlueMatcher):
     features: str | None = None
 
     @classmethod
-    def from_pretrained(cls, source: str | os.PathLike = "superpoint", *,
-                        revision: str | None = None, **options) -> LightGlue:  # fmt: skip
+    def from_pretrained(cls, source: str | os.PathLike = "superpoint", **options) -> LightGlue:
         """Load LightGlue weights.
 
-        ``source`` is one of cvg's release names (:data:`CVG_FEATURES`: downloaded once from
-        :data:`CVG_URL` into keypoints' cache, offline afterwards), a checkpoint file (cvg's
-        ``*_lightglue.pth``, or our/transformers' names; ``.pth`` read with
-        ``weights_only=True``, or ``.safetensors``), a Hub-layout folder or a Hub id of
-        transformers' ``LightGlueForKeypointMatching`` (its detector's weights are not needed
-        and ignored; its config's options are the defaults). The architecture (descriptor
-        size, layers, scale/orientation inputs) follows from the weights. ``options``:
-        ``depth_confidence``, ``width_confidence``, ``filter_threshold``. Returns the model in
-        eval mode.
+        Args:
+            source: one of cvg's release names (:data:`CVG_FEATURES`: downloaded once from
+                :data:`CVG_URL` into keypoints' cache, offline afterwards), or a checkpoint
+                file: cvg's ``*_lightglue.pth`` or a state dict in our names (``.pth`` read
+                with ``weights_only=True``, or ``.safetensors``). transformers' Hub checkpoints
+                (which hold a SuperPoint too) load with
+                :meth:`keypoints.LightGlueForKeypointMatching.from_pretrained`.
+            **options: ``depth_confidence``, ``width_confidence``, ``filter_threshold``.
+
+        Returns:
+            The model in eval mode; its architecture (descriptor size, layers,
+            scale/orientation inputs) follows from the weights.
         """
-        from .weights import download_url, load_state_dict, resolve_checkpoint
+        from .weights import download_url, load_state_dict
 
         text = os.fspath(source)
-        defaults: dict = {}
         if text in CVG_FEATURES:
             hint = f"or pass the path of {text}_lightglue.pth"
-            path = download_url(CVG_URL.format(text), f"{text}_lightglue_v0-1_arxiv.pth", hint)
+            path = download_url(CVG_URL.format(text), release_file(text), hint)
+        elif os.path.isfile(text):
+            path = text
         else:
-            hint = "pass a local file or folder"
-            ckpt = resolve_checkpoint(
-                text, config=not os.path.isfile(text), revision=revision, hint=hint
+            raise WeightsNotFoundError(
+                f"LightGlue weights '{text}' not found: neither a release name "
+                f"({', '.join(CVG_FEATURES)}) nor a checkpoint file. A transformers checkpoint "
+                "(Hub id or folder) loads with keypoints.LightGlueForKeypointMatching"
             )
-            path, config = ckpt.weights, ckpt.config or {}
-            if config.get("model_type") not in (None, "lightglue"):
-                raise WeightsError(f"'{text}' holds a {config['model_type']}, not LightGlue")
-            names = ("depth_confidence", "width_confidence", "filter_threshold")
-            defaults = {k: config[k] for k in names if k in config}
-        state = _detector_free(load_state_dict(path))
-        model = cls(config_from_state_dict(state, **{**defaults, **options}))
+        state = load_state_dict(path)
+        if is_cvg_state_dict(state):
+            state = convert_cvg_state_dict(state)
+        elif any(k.startswith("keypoint_detector.") for k in state):
+            raise WeightsError(
+                f"'{text}' holds transformers' LightGlueForKeypointMatching (with its "
+                "SuperPoint): load it with keypoints.LightGlueForKeypointMatching.from_pretrained"
+                " and pass that model as the matcher"
+            )
+        model = cls(config_from_state_dict(state, **options))
         load_checked(model, state, strict=True)
         model.features = text if text in CVG_FEATURES else None
         return model.eval()

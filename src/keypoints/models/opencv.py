@@ -1,18 +1,23 @@
-"""OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al. 2011) behind the same interface as the
-learned models: ``detect_image(gray uint8 (H, W))`` -> keypoints (N, 2) float32 (x, y),
+"""OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al. 2011) as :class:`~keypoints.models.protocol.
+Detector` s: ``extract(prepared images)`` -> :class:`~keypoints.Features` with scales and
+orientations, and ``detect_image(gray uint8 (H, W))`` -> keypoints (N, 2) float32 (x, y),
 scores (N,), descriptors (N, D), scales (N,) and orientations (N,). OpenCV's pixel convention
 (centres at integers) is ours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..features import Features
+from ..image import Prepared
 from .config import check_max_keypoints, check_unit, config_class
+from .protocol import DetectorInfo, InfoFacts, Preprocessing, features_from_prepared, fingerprint
 
-__all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB", "rootsift"]
+__all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB", "rootsift", "INFOS"]
 
 
 def rootsift(descriptors):
@@ -52,36 +57,71 @@ class ORBConfig:
         check_unit("threshold", self.threshold)
 
 
-class _OpenCVDetector:
+def _cv2_version() -> str:
+    import cv2
+
+    return cv2.__version__
+
+
+def _info(name: str, dim: int, binary: bool = False, matcher: str | None = None,
+          matcher_descriptors=None) -> DetectorInfo:  # fmt: skip
+    return DetectorInfo(
+        name=name,
+        kind="handcrafted",
+        descriptor_dim=dim,
+        license="Apache-2.0 (OpenCV)",
+        weights="none",
+        load=lambda: {"sift": SIFT, "rootsift": lambda: SIFT(rootsift=True), "orb": ORB}[name](),
+        available=lambda: True,
+        binary=binary,
+        matcher_weights=matcher,
+        matcher_descriptors=matcher_descriptors,
+        preprocessing=Preprocessing(channels=1, pad_multiple=1, uint8=True),
+    )
+
+
+#: The registry entries. cvg's SIFT LightGlue reads RootSIFT descriptors with the keypoints'
+#: scales and orientations (its ``add_scale_ori``); RootSIFT features already are RootSIFT.
+INFOS = {
+    "sift": _info("sift", 128, matcher="sift", matcher_descriptors=rootsift),
+    "rootsift": _info("rootsift", 128, matcher="sift"),
+    "orb": _info("orb", 32, binary=True),
+}
+
+
+class _OpenCVDetector(InfoFacts):
     """Shared plumbing; subclasses build the OpenCV object and post-process descriptors."""
 
-    name = "opencv"
-    binary = False
-    input_channels = 1
     config_class: type
-    device = torch.device("cpu")
-    dtype = torch.float32
     min_size = 1  # smaller images yield no keypoints
 
     def __init__(self, config=None, **overrides) -> None:
         config = config or self.config_class()
         self.config = config.replace(**overrides) if overrides else config
 
-    def eval(self):
-        return self
+    @property
+    def device(self) -> torch.device:
+        """OpenCV runs on the CPU."""
+        return torch.device("cpu")
 
-    def to(self, device):
-        if torch.device(device).type != "cpu":
-            raise ConfigError(f"{self.name} runs on the CPU only; use --device cpu")
-        return self
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the class, the options and OpenCV's version."""
+        options = {"config": self.config.to_dict(), "opencv": _cv2_version()}
+        return fingerprint(type(self).__name__, options)
 
     @classmethod
     def from_pretrained(cls, source=None, **overrides):
+        """The detector with ``overrides`` as options (there are no weights)."""
         return cls(cls.config_class(**overrides))
 
-    def feature_name(self, **options) -> str:
-        """The name of the features detected with ``options`` (``Features.model``)."""
-        return self.name
+    def extract(self, images: Sequence[Prepared]) -> list[Features]:
+        """Detect and describe prepared (8-bit grayscale) images, one at a time."""
+        out = []
+        for item in images:
+            kpts, scores, desc, scales, oris = map(torch.from_numpy, self.detect_image(item.image))
+            out.append(features_from_prepared(self, item, kpts, scores, desc, scales, oris))
+        return out
 
     def detect_image(self, gray: np.ndarray, **options):
         """``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D),
@@ -110,19 +150,18 @@ class _OpenCVDetector:
 class SIFT(_OpenCVDetector):
     """OpenCV SIFT; float32 128-d descriptors, L2-normalised (RootSIFT when asked)."""
 
-    name = "sift"
     config_class = SIFTConfig
-    descriptor_dim = 128
+
+    @property
+    def info(self) -> DetectorInfo:
+        """``rootsift`` or ``sift``, by the ``rootsift`` option."""
+        return INFOS["rootsift" if self.config.rootsift else "sift"]
 
     def _detector(self, conf):
         import cv2
 
         n = conf.max_keypoints if conf.max_keypoints > 0 else 0
         return cv2.SIFT_create(nfeatures=n, contrastThreshold=conf.threshold)
-
-    def feature_name(self, **options) -> str:
-        conf = self.config.replace(**options) if options else self.config
-        return "rootsift" if conf.rootsift else "sift"
 
     def _descriptors(self, desc: np.ndarray, conf) -> np.ndarray:
         desc = desc.astype(np.float32)
@@ -134,11 +173,13 @@ class SIFT(_OpenCVDetector):
 class ORB(_OpenCVDetector):
     """OpenCV ORB; binary descriptors, uint8 (N, 32), compared with the Hamming distance."""
 
-    name = "orb"
     config_class = ORBConfig
-    descriptor_dim = 32
-    binary = True
     min_size = 32  # the 31-pixel patch must fit (OpenCV's edgeThreshold)
+
+    @property
+    def info(self) -> DetectorInfo:
+        """The registry entry (``orb``)."""
+        return INFOS["orb"]
 
     def _detector(self, conf):
         import cv2

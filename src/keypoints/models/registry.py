@@ -1,127 +1,68 @@
-"""Model names -> loaders, descriptor sizes, licenses, weight sources, offline availability.
-Loaded models are cached per process."""
+"""The registry: detector names -> their :class:`~keypoints.models.protocol.DetectorInfo`
+entries, and :func:`load_model`, which turns a name, a checkpoint or a Hub id into a ready
+:class:`~keypoints.models.protocol.Detector`. Loaded models are cached per process.
+
+To add a detector: write ``models/<name>.py`` (its config, its network implementing the
+protocol, its ``DetectorInfo``) and list the info in :data:`MODELS` below.
+"""
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
+from ..defaults import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_PRECISION
 from ..errors import ConfigError, WeightsError, WeightsNotFoundError, closest
+from . import aliked, opencv, superpoint, superpoint_open
 from .aliked import ALIKED
 from .aliked import VARIANTS as ALIKED_VARIANTS
 from .base import KeypointModel
-from .opencv import ORB, SIFT
-from .superpoint import DEFAULT_SOURCE as SUPERPOINT_SOURCE
+from .protocol import Detector, DetectorInfo
 from .superpoint import SuperPoint
-from .superpoint_open import WEIGHTS_FILE, WEIGHTS_URL, SuperPointOpen
-from .weights import cache_dir, load_state_dict, looks_like_hub_id, resolve_checkpoint
+from .superpoint_open import SuperPointOpen
+from .weights import load_state_dict, looks_like_hub_id, resolve_checkpoint
 
-__all__ = ["ModelInfo", "MODELS", "DEFAULT_MODEL", "list_models", "load_model", "clear_cache"]
+__all__ = [
+    "ModelInfo",
+    "MODELS",
+    "DEFAULT_MODEL",
+    "list_models",
+    "load_model",
+    "detector_info",
+    "clear_cache",
+]
 
-DEFAULT_MODEL = "aliked-n16"
+#: Former name of :class:`~keypoints.models.protocol.DetectorInfo`.
+ModelInfo = DetectorInfo
 
-
-def _hub_cached(repo: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo, "config.json"), str)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A named model: how to load it, what it returns, and on what terms."""
-
-    name: str
-    kind: str  # "learned" or "handcrafted"
-    descriptor_dim: int
-    license: str
-    weights: str  # where the weights come from
-    load: Callable[[], object]
-    available: Callable[[], bool]  # usable without a network right now
-
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "descriptor_dim": self.descriptor_dim,
-            "license": self.license,
-            "weights": self.weights,
-            "offline": self.available(),
-        }
-
-
-def _aliked(name: str) -> ModelInfo:
-    return ModelInfo(
-        name,
-        "learned",
-        ALIKED_VARIANTS[name][4],
-        "BSD-3-Clause",
-        "bundled with the package",
-        lambda: ALIKED.from_pretrained(name),
-        lambda: True,
+#: Every named detector, in listing order.
+MODELS: dict[str, DetectorInfo] = {
+    info.name: info
+    for info in (
+        *aliked.INFOS.values(),
+        superpoint.INFO,
+        superpoint_open.INFO,
+        *opencv.INFOS.values(),
     )
-
-
-MODELS: dict[str, ModelInfo] = {
-    **{name: _aliked(name) for name in ALIKED_VARIANTS},
-    "superpoint": ModelInfo(
-        "superpoint",
-        "learned",
-        256,
-        "Magic Leap noncommercial research only",
-        f"Hugging Face Hub: {SUPERPOINT_SOURCE} (downloaded on first use)",
-        lambda: SuperPoint.from_pretrained(SUPERPOINT_SOURCE),
-        lambda: _hub_cached(SUPERPOINT_SOURCE),
-    ),
-    "superpoint-open": ModelInfo(
-        "superpoint-open",
-        "learned",
-        256,
-        "MIT",
-        f"{WEIGHTS_URL} (downloaded on first use)",
-        lambda: SuperPointOpen.from_pretrained(),
-        lambda: (cache_dir() / WEIGHTS_FILE).is_file(),
-    ),
-    "sift": ModelInfo(
-        "sift",
-        "handcrafted",
-        128,
-        "Apache-2.0 (OpenCV)",
-        "none",
-        SIFT,
-        lambda: True,
-    ),
-    "rootsift": ModelInfo(
-        "rootsift",
-        "handcrafted",
-        128,
-        "Apache-2.0 (OpenCV)",
-        "none",
-        lambda: SIFT(rootsift=True),
-        lambda: True,
-    ),
-    "orb": ModelInfo(
-        "orb",
-        "handcrafted",
-        32,
-        "Apache-2.0 (OpenCV)",
-        "none",
-        ORB,
-        lambda: True,
-    ),
 }
 
-_CACHE: dict[tuple[str, str, str, str], object] = {}
+_CACHE: dict[tuple[str, str, str, str], Any] = {}
 
 
 def list_models() -> list[dict]:
-    """One dict per registered model: ``name``, ``kind``, ``descriptor_dim``, ``license``,
-    ``weights`` (where they come from) and ``offline`` (usable now without a network)."""
+    """One dict per registered model (see :meth:`DetectorInfo.as_dict`): ``name``, ``kind``,
+    ``descriptor_dim``, ``binary``, ``license``, ``weights`` (where they come from),
+    ``matcher_weights`` (the LightGlue release for its descriptors) and ``offline``."""
     return [info.as_dict() for info in MODELS.values()]
+
+
+def detector_info(name: str | None) -> DetectorInfo | None:
+    """The registry entry of the detector ``name`` (e.g. ``Features.model``), or None."""
+    return MODELS.get(name) if name is not None else None
 
 
 def clear_cache() -> None:
@@ -129,7 +70,7 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _load_path(text: str):
+def _load_path(text: str) -> KeypointModel:
     """A checkpoint path or Hub id: pick the architecture from its config or its key names."""
     ckpt = resolve_checkpoint(text, config=not os.path.isfile(text))
     model_type = (ckpt.config or {}).get("model_type")
@@ -137,7 +78,10 @@ def _load_path(text: str):
         raise ConfigError(f"model_type '{model_type}' of '{text}' is not supported")
     if model_type == "superpoint":
         return SuperPoint.from_pretrained(text)
+    if ckpt.weights is None:  # pragma: no cover - resolve_checkpoint raises first
+        raise WeightsNotFoundError(f"'{text}' holds no weights")
     state = load_state_dict(ckpt.weights)
+    net: KeypointModel
     if "desc_head.agg_weights" in state:  # ALIKED: the variant follows from two shapes
         c1, m = state["block1.conv1.weight"].shape[0], state["desc_head.agg_weights"].shape[0]
         variant = next((n for n, v in ALIKED_VARIANTS.items() if (v[0], v[6]) == (c1, m)), None)
@@ -152,48 +96,73 @@ def _load_path(text: str):
     return net
 
 
-def load_model(
-    model=DEFAULT_MODEL,
-    device: str | torch.device | None = None,
-    backend: str = "auto",
-    precision: str = "fp32",
-    **options,
-):
-    """Resolve ``model`` to a ready detector.
+def _load_source(text: str) -> Detector:
+    """A registered name, an existing checkpoint, or a Hub id -> a detector with defaults."""
+    if text in MODELS:
+        return MODELS[text].load()
+    if os.path.exists(text) or looks_like_hub_id(text):
+        return _load_path(text)
+    if os.sep in text or text.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors")):
+        raise WeightsNotFoundError(f"checkpoint '{text}' does not exist")
+    raise ConfigError(
+        f"unknown model '{text}'{closest(text, MODELS)}: not a model name "
+        f"({', '.join(MODELS)}), an existing checkpoint path, or a Hub id"
+    )
 
-    ``model`` is a registered name (see :func:`list_models`), a checkpoint path or Hub-layout
-    folder (the architecture is recognised from its config or key names: SuperPoint, the MIT
-    SuperPoint, ALIKED), a Hub id (``namespace/name``), or an already loaded model (returned
-    as is). ``backend`` runs a learned model's dense network with ``"torch"``, ``"onnxruntime"``
-    or ``"auto"`` (onnxruntime when installed), ``precision`` is ``"fp32"`` or ``"bf16"``; neither
-    is applied to a model passed in.
-    ``options`` (``max_keypoints``, ``threshold``, ...) become the returned model's defaults.
-    Loaded weights are cached per process, keyed by source, device and backend.
+
+def _to_device(net: Detector, device: str | torch.device | None) -> Detector:
+    """``net`` on ``device`` (torch modules move; others run on the CPU only)."""
+    if device is None:
+        return net
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"device '{device}' is not a torch device ({error})") from None
+    if isinstance(net, nn.Module):
+        return net.to(target)
+    if target.type != "cpu":
+        raise ConfigError(f"{net.name} runs on the CPU only; use --device cpu")
+    return net
+
+
+def load_model(
+    model: str | os.PathLike | Detector = DEFAULT_MODEL,
+    device: str | torch.device | None = None,
+    backend: str = DEFAULT_BACKEND,
+    precision: str = DEFAULT_PRECISION,
+    **options,
+) -> Any:
+    """Resolve ``model`` to a ready :class:`~keypoints.models.protocol.Detector`.
+
+    Args:
+        model: a registered name (see :func:`list_models`), a checkpoint path or Hub-layout
+            folder (the architecture is recognised from its config or key names: SuperPoint,
+            the MIT SuperPoint, ALIKED), a Hub id (``namespace/name``), or a detector object
+            (returned as is, moved to ``device``).
+        device: where to run (default: the CPU; OpenCV detectors run on the CPU only).
+        backend: a learned model's dense network in ``"torch"``, ``"onnxruntime"`` or
+            ``"auto"`` (onnxruntime when installed); not applied to a detector passed in.
+        precision: ``"fp32"`` or ``"bf16"``; not applied to a detector passed in.
+        **options: detector options (``max_keypoints``, ``threshold``, ...), validated and
+            merged into the returned detector's config once (a copy sharing the weights).
+
+    Returns:
+        The detector. Loaded weights are cached per process, keyed by source, device, backend
+        and precision.
     """
     if isinstance(model, (str, os.PathLike)):
         text = os.fspath(model)
         key = (text, str(device), backend, precision)
         if key not in _CACHE:
-            if text in MODELS:
-                net = MODELS[text].load()
-            elif os.path.exists(text) or looks_like_hub_id(text):
-                net = _load_path(text)
-            elif os.sep in text or text.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors")):
-                raise WeightsNotFoundError(f"checkpoint '{text}' does not exist")
-            else:
-                raise ConfigError(
-                    f"unknown model '{text}'{closest(text, MODELS)}: not a model name "
-                    f"({', '.join(MODELS)}), an existing checkpoint path, or a Hub id"
-                )
-            net = net.to(device).eval() if device is not None else net.eval()
+            net = _to_device(_load_source(text), device)
             if isinstance(net, KeypointModel):
-                net.set_backend(backend).set_precision(precision)
-            elif precision != "fp32":
+                net.eval().set_backend(backend).set_precision(precision)
+            elif precision != DEFAULT_PRECISION:
                 raise ConfigError(f"'{text}' runs in OpenCV: precision must be fp32")
             _CACHE[key] = net
         net = _CACHE[key]
     else:
-        net = model if device is None else model.to(device)
+        net = _to_device(model, device)
     if options:
         config = net.config.replace(**options)  # validates the names and ranges
         net = copy.copy(net)  # shares the weights

@@ -8,10 +8,8 @@ Numbers match transformers' ``SuperPointForKeypointDetection`` on the same weigh
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +19,32 @@ from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel, load_checked
 from .config import check_int, check_max_keypoints, check_range, check_unit, config_class
-from .weights import load_state_dict, resolve_checkpoint
+from .protocol import DetectorInfo, Preprocessing
+from .weights import hub_cached, load_state_dict, resolve_checkpoint
 
-__all__ = ["SuperPointConfig", "SuperPoint", "convert_state_dict", "to_transformers_state_dict"]
+__all__ = [
+    "SuperPointConfig",
+    "SuperPoint",
+    "INFO",
+    "convert_state_dict",
+    "to_transformers_state_dict",
+]
 
 #: Hub repository of the released Magic Leap weights (noncommercial license; never bundled).
 DEFAULT_SOURCE = "magic-leap-community/superpoint"
+
+#: The registry entry: Magic Leap's released weights, from the Hugging Face Hub.
+INFO = DetectorInfo(
+    name="superpoint",
+    kind="learned",
+    descriptor_dim=256,
+    license="Magic Leap noncommercial research only",
+    weights=f"Hugging Face Hub: {DEFAULT_SOURCE} (downloaded on first use)",
+    load=lambda: SuperPoint.from_pretrained(DEFAULT_SOURCE),
+    available=lambda: hub_cached(DEFAULT_SOURCE),
+    matcher_weights="superpoint",
+    preprocessing=Preprocessing(channels=1, pad_multiple=8),
+)
 
 
 @config_class
@@ -51,7 +69,6 @@ class SuperPointConfig:
     max_keypoints: int = -1
     nms_radius: int = 4
     border_removal_distance: int = 4
-    initializer_range: float = 0.02
 
     def validate(self) -> None:
         self.encoder_hidden_sizes = tuple(int(v) for v in self.encoder_hidden_sizes)
@@ -79,27 +96,6 @@ class SuperPointConfig:
     def cell_size(self) -> int:
         """Pixels per descriptor cell: 2 ** (number of pooling layers)."""
         return 2 ** (len(self.encoder_hidden_sizes) - 1)
-
-    # transformers-style persistence -------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, source: str | os.PathLike, **overrides) -> SuperPointConfig:
-        """Read ``config.json`` from a Hub id or Hub-layout folder (defaults for a bare weights
-        file), then apply keyword ``overrides`` (e.g. ``max_keypoints=300``)."""
-        kwargs = {k: overrides.pop(k) for k in ("revision", "cache_dir") if k in overrides}
-        ckpt = resolve_checkpoint(source, weights=False, **kwargs)
-        return cls.from_dict(ckpt.config or {}, **overrides)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` in transformers' format into ``directory``."""
-        from ..io import atomic_write
-
-        data = {
-            "architectures": ["SuperPointForKeypointDetection"],
-            "model_type": self.model_type,
-            **self.to_dict(),
-        }
-        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-        atomic_write(os.path.join(directory, "config.json"), lambda p: Path(p).write_text(text))
 
 
 # Key maps -----------------------------------------------------------------------------------
@@ -152,7 +148,7 @@ def to_transformers_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
 class SuperPoint(KeypointModel):
     """SuperPoint network and keypoint extraction.
 
-    ``extract(image, image_sizes=None, **options)`` (also ``forward``) takes
+    ``forward(image, image_sizes=None, **options)`` takes
     ``image (B, 1, H, W)`` float in [0, 1] (grayscale), ``H`` and ``W`` multiples of the cell
     size (8), and optionally ``image_sizes (B, 2)`` int (height, width) of the valid
     (unpadded) region of each image.
@@ -163,9 +159,11 @@ class SuperPoint(KeypointModel):
     """
 
     config_class = SuperPointConfig
-    name = "superpoint"
-    input_channels = 1
-    pad_multiple = 8
+
+    @property
+    def info(self) -> DetectorInfo:
+        """The registry entry (``superpoint``)."""
+        return INFO
 
     def __init__(self, config: SuperPointConfig | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
@@ -181,17 +179,21 @@ class SuperPoint(KeypointModel):
         self.num_blocks = len(sizes) - 1
 
     # dense maps ---------------------------------------------------------------------------
-    def encode(self, image: torch.Tensor, hidden_states: list | None = None) -> torch.Tensor:
-        """``(B, 1, H, W)`` -> encoder features ``(B, C, H/8, W/8)``."""
-        x = image
+    def encode_stages(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 1, H, W)`` -> the output of each encoder block (after its pooling): ``(B, 64,
+        H/2, W/2)``, ..., ``(B, C, H/8, W/8)``."""
+        stages, x = [], image
         for i in range(1, self.num_blocks + 1):
             x = F.relu(getattr(self, f"conv{i}a")(x))
             x = F.relu(getattr(self, f"conv{i}b")(x))
             if i < self.num_blocks:
                 x = F.max_pool2d(x, 2, 2)
-            if hidden_states is not None:
-                hidden_states.append(x)
-        return x
+            stages.append(x)
+        return stages
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` -> encoder features ``(B, C, H/8, W/8)``."""
+        return self.encode_stages(image)[-1]
 
     def heatmap(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features -> ``(B, H, W)`` keypoint probabilities (softmax, dustbin dropped)."""
@@ -210,23 +212,27 @@ class SuperPoint(KeypointModel):
         return self.heatmap(features), self.dense_descriptors(features)
 
     # keypoints ----------------------------------------------------------------------------
-    def extract(
-        self,
-        image: torch.Tensor,
-        image_sizes: torch.Tensor | None = None,
-        hidden_states: list | None = None,
-        **options,
+    def forward(
+        self, image: torch.Tensor, image_sizes: torch.Tensor | None = None, **options
     ) -> dict[str, torch.Tensor]:
-        conf = self.config.replace(**options) if options else self.config
+        """See the class docstring."""
         if image.ndim != 4 or image.shape[1] != 1:
             raise ConfigError(f"SuperPoint expects (B, 1, H, W) images, got {tuple(image.shape)}")
+        # 1. dense maps (encoder and both heads; torch or onnxruntime)
+        heat, dense = self.dense(image)
+        return self.keypoints_from_maps(heat, dense, image_sizes, **options)
 
-        # 1. dense maps (encoder and both heads; torch or onnxruntime), 2. NMS of the heatmap
-        if hidden_states is None:
-            heat, dense = self.dense(image)
-        else:  # intermediate maps are only available from torch
-            features = self.encode(image, hidden_states)
-            heat, dense = self.heatmap(features), self.dense_descriptors(features)
+    def keypoints_from_maps(
+        self,
+        heat: torch.Tensor,
+        dense: torch.Tensor,
+        image_sizes: torch.Tensor | None = None,
+        **options,
+    ) -> dict[str, torch.Tensor]:
+        """Keypoints of a heatmap ``(B, H, W)`` and their descriptors sampled from the dense
+        descriptors ``(B, D, H/8, W/8)``; returns what :meth:`forward` returns."""
+        conf = self.config.replace(**options) if options else self.config
+        # 2. NMS of the heatmap
         heat = self.nms(heat, conf.nms_radius)
 
         # 3. threshold, border and top-k, batched
@@ -272,23 +278,6 @@ class SuperPoint(KeypointModel):
             cache_dir=cache_dir,
             hint="pass a local checkpoint path (e.g. --model /path/to/superpoint_v1.pth)",
         )
-        config = SuperPointConfig.from_dict(ckpt.config or {}, **overrides)
+        config = cls.config_class.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
-        return model.prepared(load_state_dict(ckpt.weights), strict, backend, precision)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by
-        transformers' ``SuperPointForKeypointDetection.from_pretrained(directory)``."""
-        from safetensors.torch import save_file
-
-        from ..io import atomic_write
-
-        os.makedirs(directory, exist_ok=True)
-        self.config.save_pretrained(directory)
-        tensors = to_transformers_state_dict(
-            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        )
-        atomic_write(
-            os.path.join(directory, "model.safetensors"),
-            lambda p: save_file(tensors, p, metadata={"format": "pt"}),
-        )
+        return model.finish_loading(load_state_dict(ckpt.weights), strict, backend, precision)

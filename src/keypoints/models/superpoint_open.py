@@ -17,12 +17,25 @@ from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel
 from .config import check_int, check_max_keypoints, check_unit, config_class
-from .weights import download_url, load_state_dict, resolve_checkpoint
+from .protocol import DetectorInfo, Preprocessing
+from .weights import cache_dir, download_url, load_state_dict, resolve_checkpoint
 
-__all__ = ["SuperPointOpenConfig", "SuperPointOpen", "WEIGHTS_URL"]
+__all__ = ["SuperPointOpenConfig", "SuperPointOpen", "WEIGHTS_URL", "INFO"]
 
 WEIGHTS_URL = "https://github.com/rpautrat/SuperPoint/raw/master/weights/superpoint_v6_from_tf.pth"
 WEIGHTS_FILE = "superpoint_v6_from_tf.pth"
+
+#: The registry entry: downloaded once from rpautrat/SuperPoint, then cached.
+INFO = DetectorInfo(
+    name="superpoint-open",
+    kind="learned",
+    descriptor_dim=256,
+    license="MIT",
+    weights=f"{WEIGHTS_URL} (downloaded on first use)",
+    load=lambda: SuperPointOpen.from_pretrained(),
+    available=lambda: (cache_dir() / WEIGHTS_FILE).is_file(),
+    preprocessing=Preprocessing(channels=1, pad_multiple=8),
+)
 
 
 @config_class
@@ -62,13 +75,15 @@ class VGGBlock(nn.Sequential):
 
 
 class SuperPointOpen(KeypointModel):
-    """The MIT SuperPoint; ``extract`` as :class:`keypoints.SuperPoint` (grayscale
+    """The MIT SuperPoint; ``forward`` as :class:`keypoints.SuperPoint` (grayscale
     ``(B, 1, H, W)`` input, padded to a multiple of 8 by the pipeline)."""
 
     config_class = SuperPointOpenConfig
-    name = "superpoint-open"
-    input_channels = 1
-    pad_multiple = 8
+
+    @property
+    def info(self) -> DetectorInfo:
+        """The registry entry (``superpoint-open``)."""
+        return INFO
 
     def __init__(self, config: SuperPointOpenConfig | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
@@ -97,7 +112,8 @@ class SuperPointOpen(KeypointModel):
         heat = ops.cells_to_heatmap(self.detector(features), self.config.cell_size)
         return heat, F.normalize(self.descriptor(features), p=2, dim=1)
 
-    def extract(self, image, image_sizes=None, **options) -> dict[str, torch.Tensor]:
+    def forward(self, image, image_sizes=None, **options) -> dict[str, torch.Tensor]:
+        """See :class:`keypoints.SuperPoint`."""
         conf = self.config.replace(**options) if options else self.config
         if image.ndim != 4 or image.shape[1] != 1:
             raise ConfigError(f"SuperPoint expects (B, 1, H, W) images, got {tuple(image.shape)}")
@@ -139,4 +155,4 @@ class SuperPointOpen(KeypointModel):
             )
         else:
             path = resolve_checkpoint(source, config=False).weights
-        return model.prepared(load_state_dict(path), strict, backend, precision)
+        return model.finish_loading(load_state_dict(path), strict, backend, precision)

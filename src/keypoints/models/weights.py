@@ -28,6 +28,9 @@ __all__ = [
     "resolve_checkpoint",
     "load_state_dict",
     "looks_like_hub_id",
+    "hub_cached",
+    "cache_dir",
+    "download_url",
 ]
 
 CONFIG_NAME = "config.json"
@@ -227,6 +230,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ):
         raise WeightsError(f"'{path}' does not hold a state dict of named tensors")
     return state
+
+
+def hub_cached(repo_id: str, filename: str = CONFIG_NAME) -> bool:
+    """True when ``filename`` of the Hub repository ``repo_id`` is in the local cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
 
 
 def cache_dir() -> Path:

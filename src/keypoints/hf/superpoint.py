@@ -1,11 +1,12 @@
-"""The transformers-compatible surface: swap ``transformers`` for ``keypoints`` in the
+"""The transformers-compatible SuperPoint: swap ``transformers`` for ``keypoints`` in the
 "Keypoint Detection" guide and get the same numbers.
 
 ``SuperPointImageProcessor`` reproduces transformers' Pillow backend bit for bit (resize with
 Pillow bilinear on 8-bit RGB, rescale by 1/255, NTSC grayscale), and
-``SuperPointForKeypointDetection`` returns transformers' output: ``keypoints`` relative (x, y)
-in [0, 1), ``scores``, ``descriptors``, ``mask``, padded over the batch. Conversion to absolute
-pixels happens in ``post_process_keypoint_detection`` (int32, as transformers does); the native
+``SuperPointForKeypointDetection`` (a facade over :class:`keypoints.models.superpoint.SuperPoint`)
+returns transformers' output: ``keypoints`` relative (x, y) in [0, 1), ``scores``,
+``descriptors``, ``mask``, padded over the batch. Conversion to absolute pixels happens in
+``post_process_keypoint_detection`` (int32, as transformers does); the native
 :func:`keypoints.detect` keeps sub-pixel float coordinates instead.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,50 +23,45 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import ConfigError, ImageError, closest
-from .image import as_image_list, resize_array, rgb_to_grayscale, to_array
-from .models.superpoint import SuperPoint, SuperPointConfig
-from .models.weights import resolve_checkpoint
+from ..errors import ConfigError, ImageError, closest
+from ..image import as_image_list, resize_array, rgb_to_grayscale, to_array
+from ..io import atomic_write
+from ..models import superpoint as sp
+from ..models.config import config_class
+from ..models.weights import load_state_dict, resolve_checkpoint
+from .common import BatchFeature, Facade, ModelOutput, get_field, read_config, write_json
 
 __all__ = [
-    "BatchFeature",
     "SuperPointConfig",
     "SuperPointImageProcessor",
     "SuperPointForKeypointDetection",
     "SuperPointKeypointDescriptionOutput",
-    "AutoConfig",
-    "AutoImageProcessor",
-    "AutoModelForKeypointDetection",
 ]
 
 
-class BatchFeature(dict):
-    """A dict of model inputs (``pixel_values``) with attribute access and ``.to(device, dtype)``
-    (only floating-point tensors change dtype), like transformers' ``BatchFeature``."""
+@config_class
+class SuperPointConfig(sp.SuperPointConfig):
+    """transformers' ``SuperPointConfig``: :class:`keypoints.models.superpoint.SuperPointConfig`
+    (the same fields, names and defaults) with transformers' ``initializer_range`` and its
+    ``config.json`` persistence."""
 
-    def __getattr__(self, name: str):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    initializer_range: float = 0.02
 
-    def to(self, *args, **kwargs) -> BatchFeature:
-        device = kwargs.get("device")
-        dtype = kwargs.get("dtype")
-        for arg in args:
-            if isinstance(arg, torch.dtype):
-                dtype = arg
-            else:
-                device = arg
-        out = {}
-        for key, value in self.items():
-            if isinstance(value, torch.Tensor):
-                if value.is_floating_point() and dtype is not None:
-                    value = value.to(device=device, dtype=dtype)
-                elif device is not None:
-                    value = value.to(device=device)
-            out[key] = value
-        return BatchFeature(out)
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, **overrides) -> SuperPointConfig:
+        """Read ``config.json`` from a Hub id or Hub-layout folder (defaults for a bare weights
+        file), then apply keyword ``overrides`` (e.g. ``max_keypoints=300``)."""
+        ckpt = read_config(source, overrides)
+        return cls.from_dict(ckpt.config or {}, **overrides)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` in transformers' format into ``directory``."""
+        data = {
+            "architectures": ["SuperPointForKeypointDetection"],
+            "model_type": self.model_type,
+            **self.to_dict(),
+        }
+        write_json(os.path.join(directory, "config.json"), data)
 
 
 # Processor -----------------------------------------------------------------------------------
@@ -123,9 +119,11 @@ class SuperPointImageProcessor:
         self.do_grayscale = do_grayscale
 
     def __repr__(self) -> str:
-        return f"SuperPointImageProcessor {json.dumps(self.to_dict(), indent=2)}"
+        """The class name and the settings as JSON."""
+        return f"{type(self).__name__} {json.dumps(self.to_dict(), indent=2)}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings, as ``preprocessor_config.json`` holds them."""
         return {
             "image_processor_type": "SuperPointImageProcessor",
             "do_resize": self.do_resize,
@@ -137,6 +135,7 @@ class SuperPointImageProcessor:
         }
 
     def _prepare(self, image, opts: dict[str, Any]) -> np.ndarray:
+        """One image -> ``(3, H, W)`` float32, as transformers' Pillow backend computes it."""
         array = to_array(image)
         if opts["do_resize"]:
             size = opts["size"]
@@ -186,7 +185,7 @@ class SuperPointImageProcessor:
         """Per image: ``keypoints (N, 2)`` int32 absolute (x, y) in an image of ``target_sizes``
         = (height, width) (truncated to int, as transformers does), ``scores (N,)``,
         ``descriptors (N, D)``."""
-        mask = _get(outputs, "mask")
+        mask = get_field(outputs, "mask")
         if isinstance(target_sizes, torch.Tensor):
             sizes = target_sizes
         else:
@@ -198,10 +197,12 @@ class SuperPointImageProcessor:
                 f"got {len(sizes)} target sizes for a batch of {len(mask)}; pass one (height, "
                 "width) per image"
             )
-        absolute = (_get(outputs, "keypoints") * torch.flip(sizes, [1])[:, None]).to(torch.int32)
+        absolute = (get_field(outputs, "keypoints") * torch.flip(sizes, [1])[:, None]).to(
+            torch.int32
+        )
         results = []
         for m, k, s, d in zip(
-            mask, absolute, _get(outputs, "scores"), _get(outputs, "descriptors")
+            mask, absolute, get_field(outputs, "scores"), get_field(outputs, "descriptors")
         ):
             keep = m.bool()
             results.append({"keypoints": k[keep], "scores": s[keep], "descriptors": d[keep]})
@@ -211,17 +212,12 @@ class SuperPointImageProcessor:
     def from_pretrained(cls, source: str | os.PathLike, **kwargs) -> SuperPointImageProcessor:
         """Read ``preprocessor_config.json`` from a Hub id or Hub-layout folder (defaults for a
         bare weights file); keyword arguments override it."""
-        hub = {k: kwargs.pop(k) for k in ("revision", "cache_dir") if k in kwargs}
-        ckpt = resolve_checkpoint(source, weights=False, config=False, processor=True, **hub)
+        ckpt = read_config(source, kwargs, processor=True)
         return cls(**{**(ckpt.processor or {}), **kwargs})
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``preprocessor_config.json`` (transformers' format) into ``directory``."""
-        from .io import atomic_write
-
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        target = Path(directory) / "preprocessor_config.json"
-        atomic_write(target, lambda p: Path(p).write_text(text))
+        write_json(Path(directory) / "preprocessor_config.json", self.to_dict())
 
 
 def _check_processor_kwargs(kwargs: Mapping[str, Any], allow_ignored: bool = True) -> None:
@@ -249,16 +245,12 @@ def _parse_size(size) -> dict[str, int]:
     return out
 
 
-def _get(outputs, name: str):
-    return outputs[name] if isinstance(outputs, Mapping) else getattr(outputs, name)
-
-
 # Model ---------------------------------------------------------------------------------------
 @dataclass
-class SuperPointKeypointDescriptionOutput:
-    """transformers' output: ``keypoints (B, N, 2)`` relative (x, y) (divide by nothing,
-    multiply by (width, height) for pixels), ``scores (B, N)``, ``descriptors (B, N, D)``,
-    ``mask (B, N)`` int32 (1 = keypoint, 0 = padding), ``hidden_states`` when asked for."""
+class SuperPointKeypointDescriptionOutput(ModelOutput):
+    """transformers' output: ``keypoints (B, N, 2)`` relative (x, y) (multiply by (width,
+    height) for pixels), ``scores (B, N)``, ``descriptors (B, N, D)``, ``mask (B, N)`` int32
+    (1 = keypoint, 0 = padding), ``hidden_states`` (each encoder block's output) when asked."""
 
     loss: torch.Tensor | None = None
     keypoints: torch.Tensor | None = None
@@ -267,31 +259,47 @@ class SuperPointKeypointDescriptionOutput:
     mask: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
-    def to_tuple(self) -> tuple:
-        return tuple(getattr(self, k) for k in self.keys())
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            if key not in self.keys():
-                raise KeyError(key)
-            return getattr(self, key)
-        return self.to_tuple()[key]
-
-    def __iter__(self):
-        return iter(self.keys())
+def _as_config(config, overrides: dict) -> SuperPointConfig:
+    """``config`` (None, a core or a transformers config, or a dict) as this package's
+    transformers-style config, with ``overrides`` applied."""
+    if config is None:
+        config = SuperPointConfig()
+    elif not isinstance(config, SuperPointConfig):
+        data = config if isinstance(config, Mapping) else config.to_dict()
+        config = SuperPointConfig.from_dict(data)
+    return config.replace(**overrides) if overrides else config
 
 
-class SuperPointForKeypointDetection(SuperPoint):
+class SuperPointForKeypointDetection(Facade):
     """SuperPoint with transformers' ``forward(pixel_values)`` signature and outputs.
 
-    ``pixel_values (B, C, H, W)``: the first channel is used (the processor makes all channels
-    equal). Returns :class:`SuperPointKeypointDescriptionOutput`, computed without autograd
-    (the outputs plot and convert to numpy directly). Options come from
+    A facade over :class:`keypoints.models.superpoint.SuperPoint` (``.core``): the same
+    parameters, under Magic Leap's names (``conv1a`` ... ``convDb``). ``pixel_values (B, C, H,
+    W)``: the first channel is used (the processor makes all channels equal). Returns
+    :class:`SuperPointKeypointDescriptionOutput`, computed without autograd. Options come from
     ``model.config`` (``from_pretrained(..., max_keypoints=300)`` sets them).
     """
+
+    def __init__(self, config=None, **overrides) -> None:
+        super().__init__(sp.SuperPoint(_as_config(config, overrides)))
+
+    @property
+    def config(self) -> SuperPointConfig:
+        """The options (the core model's config)."""
+        return self.core.config
+
+    @config.setter
+    def config(self, value) -> None:
+        self.core.config = _as_config(value, {})
+
+    @classmethod
+    def from_core(cls, model: sp.SuperPoint) -> SuperPointForKeypointDetection:
+        """The facade over an existing core SuperPoint (sharing its weights)."""
+        facade = cls.__new__(cls)
+        Facade.__init__(facade, model)
+        model.config = _as_config(model.config, {})
+        return facade
 
     def forward(
         self,
@@ -301,6 +309,7 @@ class SuperPointForKeypointDetection(SuperPoint):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SuperPointKeypointDescriptionOutput | tuple:
+        """transformers' forward; see the class docstring."""
         if labels is not None:
             raise ConfigError("SuperPoint does not support training (labels)")
         if kwargs:
@@ -310,18 +319,23 @@ class SuperPointForKeypointDetection(SuperPoint):
             shape = getattr(pixel_values, "shape", None)
             raise ImageError(f"pixel_values must be a (B, C, H, W) tensor, got {shape}")
         height, width = pixel_values.shape[-2:]
-        hidden = [] if output_hidden_states else None
+        image = pixel_values[:, :1]
         # transformers compares keypoints against 8x the heatmap size when removing the border
         # (it multiplies the full-resolution size by the cell size again), so only the top and
         # left borders are removed. Reproduce that here; the native `detect` removes all four.
         cell = self.config.cell_size
         reach = torch.tensor([[height // cell * cell * cell, width // cell * cell * cell]])
+        reach = reach.expand(len(pixel_values), 2).to(pixel_values.device)
+        hidden = None
         with torch.no_grad():  # inference only (transformers has no SuperPoint training either)
-            out = self.extract(
-                pixel_values[:, :1],
-                reach.expand(len(pixel_values), 2).to(pixel_values.device),
-                hidden_states=hidden,
-            )
+            if output_hidden_states:  # intermediate maps are only available from torch
+                hidden = self.core.encode_stages(image)
+                heat = self.core.heatmap(hidden[-1])
+                out = self.core.keypoints_from_maps(
+                    heat, self.core.dense_descriptors(hidden[-1]), reach
+                )
+            else:
+                out = self.core(image, reach)
         # Relative coordinates, computed exactly as transformers does (float32 / int64).
         keypoints = out["keypoints"] / torch.tensor([width, height], device=pixel_values.device)
         result = SuperPointKeypointDescriptionOutput(
@@ -333,79 +347,44 @@ class SuperPointForKeypointDetection(SuperPoint):
         )
         return result.to_tuple() if return_dict is False else result
 
-
-# Auto classes ----------------------------------------------------------------------------------
-_MODEL_TYPES: dict[str, tuple[type, type, type]] = {
-    "superpoint": (SuperPointConfig, SuperPointImageProcessor, SuperPointForKeypointDetection),
-}
-_PROCESSOR_TYPES = {
-    "SuperPointImageProcessor": "superpoint",
-    "SuperPointImageProcessorPil": "superpoint",
-}
-
-
-def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor: bool = False):
-    """(config class, processor class, model class) for the checkpoint at ``source``, from its
-    ``image_processor_type`` (processor=True) or its config's ``model_type``; SuperPoint for a
-    bare weights file, which carries neither."""
-    hub = {k: kwargs[k] for k in ("revision", "cache_dir") if k in kwargs}
-    ckpt = resolve_checkpoint(
-        source, weights=False, config=not processor, processor=processor, **hub
-    )
-    if processor:
-        kind = (ckpt.processor or {}).get("image_processor_type") or "SuperPointImageProcessor"
-        if kind not in _PROCESSOR_TYPES:
-            raise ConfigError(
-                f"image_processor_type '{kind}' is not supported; supported: "
-                f"{', '.join(_PROCESSOR_TYPES)}"
-            )
-        name = _PROCESSOR_TYPES[kind]
-    else:
-        name = (ckpt.config or {}).get("model_type") or "superpoint"
-    if name not in _MODEL_TYPES:
-        raise ConfigError(
-            f"model_type '{name}' is not supported{closest(name, _MODEL_TYPES)}; "
-            f"supported: {', '.join(_MODEL_TYPES)}"
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike = sp.DEFAULT_SOURCE,
+        *,
+        strict: bool = True,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        backend: str = "auto",
+        precision: str = "fp32",
+        **overrides,
+    ) -> SuperPointForKeypointDetection:
+        """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
+        layout folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key
+        naming). Keyword ``overrides`` change config fields (``max_keypoints=300``); ``backend``
+        and ``precision`` as :meth:`keypoints.SuperPoint.from_pretrained`."""
+        ckpt = resolve_checkpoint(
+            source,
+            revision=revision,
+            cache_dir=cache_dir,
+            hint="pass a local checkpoint path (e.g. /path/to/superpoint_v1.pth)",
         )
-    return _MODEL_TYPES[name]
+        model = cls(SuperPointConfig.from_dict(ckpt.config or {}, **overrides))
+        state = load_state_dict(ckpt.weights)  # type: ignore[arg-type]
+        model.core.finish_loading(state, strict, backend, precision)
+        return model.eval()
 
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by
+        transformers' ``SuperPointForKeypointDetection.from_pretrained(directory)``."""
+        from safetensors.torch import save_file
 
-def load_auto_model(source, kwargs, expected: type | None = None, instead: str = ""):
-    """Load the model class of ``source``'s ``model_type``; with ``expected``, any other class
-    raises :class:`ConfigError` pointing to the Auto class ``instead``."""
-    model = _classes_for(source, kwargs)[2]
-    if expected is not None and model is not expected:
-        raise ConfigError(
-            f"'{source}' holds a {model.__name__}, not a {expected.__name__}: use {instead}"
+        os.makedirs(directory, exist_ok=True)
+        self.config.save_pretrained(directory)
+        tensors = sp.to_transformers_state_dict(
+            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         )
-    return model.from_pretrained(source, **kwargs)
-
-
-class AutoConfig:
-    """``AutoConfig.from_pretrained(source, **overrides)``: the config class for the
-    checkpoint's ``model_type``."""
-
-    @staticmethod
-    def from_pretrained(source: str | os.PathLike, **kwargs):
-        return _classes_for(source, kwargs)[0].from_pretrained(source, **kwargs)
-
-
-class AutoImageProcessor:
-    """``AutoImageProcessor.from_pretrained(source)``: the processor for the checkpoint's
-    ``image_processor_type``."""
-
-    @staticmethod
-    def from_pretrained(source: str | os.PathLike, **kwargs):
-        return _classes_for(source, kwargs, processor=True)[1].from_pretrained(source, **kwargs)
-
-
-class AutoModelForKeypointDetection:
-    """``AutoModelForKeypointDetection.from_pretrained(source, **overrides)``: the keypoint
-    detection model for the checkpoint's ``model_type`` (SuperPoint when the source is a bare
-    weights file)."""
-
-    @staticmethod
-    def from_pretrained(source: str | os.PathLike, **kwargs):
-        return load_auto_model(
-            source, kwargs, SuperPointForKeypointDetection, "AutoModelForKeypointMatching"
+        atomic_write(
+            os.path.join(directory, "model.safetensors"),
+            lambda p: save_file(tensors, p, metadata={"format": "pt"}),
         )

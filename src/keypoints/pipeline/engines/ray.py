@@ -1,6 +1,10 @@
-"""The Ray engine of :func:`keypoints.extract`: the same extraction as a Ray Data pipeline
-(image names -> ``map_batches`` on a pool of actors that each hold a model -> one shard file per
-block), merged into the same HDF5 file by the driver. Optional: ``pip install "keypoints[ray]"``.
+"""The Ray engine: the same extraction as a Ray Data pipeline (image names -> ``map_batches`` on
+a pool of actors that each hold the detector -> one shard file per block), merged into the same
+HDF5 file by the driver. Optional: ``pip install "keypoints[ray]"``.
+
+The detector is shipped to the actors as it is loaded here (weights included, through Ray's
+object store), never reloaded by name: a checkpoint with custom weights extracts with those
+weights on every node. Each actor checks the detector's fingerprint against the run's settings.
 """
 
 from __future__ import annotations
@@ -9,21 +13,22 @@ import logging
 import math
 import os
 
-from .errors import ConfigError
+from ...errors import ConfigError
+from ...models.protocol import Detector
+from ..settings import ExtractJob
+from .local import Extractor
 
 __all__ = ["run_ray"]
 
 
 class _RayExtractor:
-    """A Ray actor: loads the model once, writes each block of image names to one shard."""
+    """A Ray actor: receives the detector once, writes each block of image names to a shard."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, job: ExtractJob, detector: Detector) -> None:
         import torch
 
-        from .extract import _Extractor
-
         torch.set_num_threads(max(1, int(os.environ.get("KEYPOINTS_RAY_THREADS", "1"))))
-        self.extractor = _Extractor(settings)
+        self.extractor = Extractor(job, detector)  # checks the fingerprint
 
     def __call__(self, batch: dict) -> dict:
         names = [str(n) for n in batch["name"]]
@@ -31,10 +36,10 @@ class _RayExtractor:
         return {"name": names, "error": [errors.get(n, "") for n in names]}
 
 
-def run_ray(settings, names: list[str], shard_size: int, actors: int, address: str | None,
-            progress: bool) -> list[tuple[str, str]]:  # fmt: skip
+def run_ray(job: ExtractJob, detector: Detector, names: list[str], shard_size: int,
+            actors: int, address: str | None, progress: bool) -> list[tuple[str, str]]:  # fmt: skip
     """Extract ``names`` on Ray: a local instance, or the cluster at ``address`` (or
-    ``RAY_ADDRESS``). Returns the bad images with the reason."""
+    ``RAY_ADDRESS``), with ``actors`` model actors. Returns the bad images with the reason."""
     try:
         import ray
     except ImportError:
@@ -52,7 +57,7 @@ def run_ray(settings, names: list[str], shard_size: int, actors: int, address: s
         dataset = ray.data.from_items([{"name": n} for n in names], override_num_blocks=blocks)
         results = dataset.map_batches(
             _RayExtractor,
-            fn_constructor_kwargs={"settings": settings},
+            fn_constructor_kwargs={"job": job, "detector": detector},
             batch_size=shard_size,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,

@@ -1,0 +1,230 @@
+"""Options shared by the commands, their defaults (from :mod:`keypoints.defaults`), and how a
+``--preset`` combines with options given explicitly (explicit > preset > default)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..defaults import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_MATCHER,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    DEFAULT_RANSAC_THRESHOLD,
+    DEFAULT_RESIZE,
+    GEOMETRIC_MODELS,
+    MATCHERS,
+    PRECISIONS,
+)
+from ..errors import ConfigError
+from ..presets import PRESETS, Preset, custom, load_preset
+
+#: ``--resize`` was not given (None means ``--resize none``: the native resolution).
+UNSET: Any = object()
+
+
+def parse_resize(ctx, param, value: str | None):
+    """``1024`` (longest side), ``640x480`` (width x height) or ``none`` (native resolution)."""
+    if value is None:
+        return UNSET
+    if value.lower() in ("none", "native"):
+        return None
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1 and parts[0] >= 1:
+        return parts[0]
+    if len(parts) == 2 and min(parts) >= 1:
+        return (parts[1], parts[0])  # (height, width)
+    raise click.BadParameter(
+        f"{value!r}: use a longest side (1024), WIDTHxHEIGHT (640x480) or 'none' for native"
+    )
+
+
+def resize_option(default: int | None = DEFAULT_RESIZE):
+    """``--resize``; when absent: the preset's, else ``default``."""
+    shown = "none" if default is None else str(default)
+    return click.option(
+        "--resize",
+        callback=parse_resize,
+        help="Longest side in pixels (never upsamples), WIDTHxHEIGHT, or 'none' for native "
+        f"resolution. [default: the preset's, else {shown}]",
+    )
+
+
+def model_option(help_text: str = "Detector: a name (see `keypoints models`), a checkpoint "
+                 "(.pth/.safetensors/Hub-layout folder) or a Hub id."):  # fmt: skip
+    """``-m/--model`` (default: the preset's detector, else the default model)."""
+    return click.option(
+        "-m", "--model", default=None, help=f"{help_text} [default: {DEFAULT_MODEL}]"
+    )
+
+
+preset_option = click.option(
+    "--preset",
+    default=None,
+    metavar="NAME",
+    help=f"A named pipeline (see `keypoints presets`): {', '.join(PRESETS)}. Options given "
+    "explicitly override it.",
+)
+
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=DEFAULT_BACKEND,
+    show_default=True,
+    help="Run the dense network with torch or onnxruntime (auto: onnxruntime when installed).",
+)
+
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=DEFAULT_PRECISION,
+    show_default=True,
+    help="bf16: faster on CPUs with avx512_bf16/AMX (detectors' dense network, LightGlue's "
+    "layers; accuracy cost in the README).",
+)
+
+max_pixels_option = click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse images with more pixels (Pillow's decompression-bomb limit by default).",
+)
+
+device_option = click.option(
+    "--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)."
+)
+
+threshold_option = click.option(
+    "--threshold", type=float, help="Detection threshold in [0, 1] (model default)."
+)
+
+matcher_option = click.option(
+    "--matcher",
+    type=click.Choice(MATCHERS),
+    default=None,
+    help="Mutual nearest neighbour, or LightGlue (the release weights trained on the "
+    f"detector's features; downloaded once, then cached). [default: the preset's, else "
+    f"{DEFAULT_MATCHER}]",
+)
+
+matcher_weights_option = click.option(
+    "--matcher-weights",
+    help="Other LightGlue weights: a release name (superpoint, aliked, sift, disk), a "
+    "checkpoint, or a transformers Hub id or folder.",
+)
+
+ransac_option = click.option(
+    "--ransac-threshold",
+    type=float,
+    default=DEFAULT_RANSAC_THRESHOLD,
+    show_default=True,
+    help="USAC MAGSAC++ inlier threshold in pixels.",
+)
+
+verify_option = click.option(
+    "--verify",
+    "verify_model",
+    type=click.Choice(list(GEOMETRIC_MODELS)),
+    help="Fit a model with USAC MAGSAC++ and count inliers.",
+)
+
+
+def detector_options(command: Callable) -> Callable:
+    """--max-keypoints, --threshold and --nms-radius, the options every detector shares."""
+    command = click.option(
+        "--nms-radius", type=int, help="Non-maximum suppression radius (model default)."
+    )(command)
+    command = threshold_option(command)
+    return click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")(
+        command
+    )
+
+
+def given(**options) -> dict[str, Any]:
+    """The options that were given (not None)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def pipeline(
+    preset: str | None,
+    model: str | None,
+    options: dict[str, Any],
+    resize: Any = UNSET,
+    matcher: str | None = None,
+    matcher_options: dict[str, Any] | None = None,
+) -> Preset:
+    """The pipeline a command runs: the preset (if any) with the options given explicitly on
+    top (``None`` values and an :data:`UNSET` resize mean "not given")."""
+    base = load_preset(preset) if preset else None
+    if base is not None and model is not None and model != base.detector:
+        raise ConfigError(
+            f"--model {model} conflicts with --preset {base.name} (whose detector is "
+            f"{base.detector}); give one of them"
+        )
+    detector = model or (base.detector if base else DEFAULT_MODEL)
+    if resize is UNSET:
+        resize = base.resize if base else DEFAULT_RESIZE
+    result = custom(
+        detector,
+        {**(base.options if base else {}), **given(**options)},
+        resize,
+        matcher or (base.matcher if base else DEFAULT_MATCHER),
+        {**(base.matcher_options if base else {}), **given(**(matcher_options or {}))},
+    )
+    return result if base is None else _renamed(result, base.name)
+
+
+def _renamed(preset: Preset, name: str) -> Preset:
+    from dataclasses import replace
+
+    return replace(preset, name=name)
+
+
+def load_matcher_weights(text: str | None):
+    """``--matcher-weights``: a release name or checkpoint file as it is; a transformers Hub
+    id or folder loaded with :class:`keypoints.hf.LightGlueForKeypointMatching`."""
+    if text is None:
+        return None
+    from ..models.lightglue import CVG_FEATURES
+    from ..models.weights import looks_like_hub_id
+
+    if text in CVG_FEATURES or os.path.isfile(text):
+        return text
+    if os.path.isdir(text) or looks_like_hub_id(text):
+        from ..hf import LightGlueForKeypointMatching
+
+        return LightGlueForKeypointMatching.from_pretrained(text)
+    return text  # LightGlue.from_pretrained says what is wrong with it
+
+
+def progress_enabled() -> bool:
+    """Progress bars go to stderr, only when it is a terminal."""
+    return sys.stderr.isatty()
+
+
+def print_table(header, rows) -> None:
+    """A plain text table, columns padded to their widest cell."""
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save a matplotlib figure as PNG, atomically."""
+    from ..io import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

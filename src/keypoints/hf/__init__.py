@@ -1,0 +1,43 @@
+"""The transformers-compatible surface: processors, SuperPoint and LightGlue models and the Auto
+classes, with transformers' names, inputs, outputs and checkpoints.
+
+Everything here wraps the core (:mod:`keypoints.models`); the core never imports this package.
+"""
+
+from .auto import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForKeypointDetection,
+    AutoModelForKeypointMatching,
+)
+from .common import BatchFeature
+from .lightglue import (
+    LightGlueConfig,
+    LightGlueForKeypointMatching,
+    LightGlueImageProcessor,
+    LightGlueKeypointMatchingOutput,
+)
+from .superpoint import (
+    SuperPointConfig,
+    SuperPointForKeypointDetection,
+    SuperPointImageProcessor,
+    SuperPointKeypointDescriptionOutput,
+)
+
+__all__ = [
+    "AutoConfig",
+    "AutoImageProcessor",
+    "AutoModel",
+    "AutoModelForKeypointDetection",
+    "AutoModelForKeypointMatching",
+    "BatchFeature",
+    "LightGlueConfig",
+    "LightGlueForKeypointMatching",
+    "LightGlueImageProcessor",
+    "LightGlueKeypointMatchingOutput",
+    "SuperPointConfig",
+    "SuperPointForKeypointDetection",
+    "SuperPointImageProcessor",
+    "SuperPointKeypointDescriptionOutput",
+]

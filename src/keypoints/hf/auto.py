@@ -1,0 +1,131 @@
+"""The Auto classes: one registry from a checkpoint's ``model_type`` (or its processor's
+``image_processor_type``) to the config, processor and model classes that load it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError, closest
+from .common import read_config
+from .lightglue import LightGlueConfig, LightGlueForKeypointMatching, LightGlueImageProcessor
+from .superpoint import (
+    SuperPointConfig,
+    SuperPointForKeypointDetection,
+    SuperPointImageProcessor,
+)
+
+__all__ = [
+    "MODEL_TYPES",
+    "PROCESSOR_TYPES",
+    "AutoConfig",
+    "AutoImageProcessor",
+    "AutoModel",
+    "AutoModelForKeypointDetection",
+    "AutoModelForKeypointMatching",
+    "load_auto_model",
+]
+
+#: ``model_type`` -> (config class, processor class, model class).
+MODEL_TYPES: dict[str, tuple[type, type, type]] = {
+    "superpoint": (SuperPointConfig, SuperPointImageProcessor, SuperPointForKeypointDetection),
+    "lightglue": (LightGlueConfig, LightGlueImageProcessor, LightGlueForKeypointMatching),
+}
+#: ``image_processor_type`` (transformers' Pillow and fast variants) -> ``model_type``.
+PROCESSOR_TYPES = {
+    "SuperPointImageProcessor": "superpoint",
+    "SuperPointImageProcessorPil": "superpoint",
+    "LightGlueImageProcessor": "lightglue",
+    "LightGlueImageProcessorPil": "lightglue",
+}
+
+
+def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor: bool = False):
+    """(config class, processor class, model class) for the checkpoint at ``source``, from its
+    ``image_processor_type`` (processor=True) or its config's ``model_type``; SuperPoint for a
+    bare weights file, which carries neither."""
+    ckpt = read_config(source, dict(kwargs), processor=processor)
+    if processor:
+        kind = (ckpt.processor or {}).get("image_processor_type") or "SuperPointImageProcessor"
+        if kind not in PROCESSOR_TYPES:
+            raise ConfigError(
+                f"image_processor_type '{kind}' is not supported; supported: "
+                f"{', '.join(PROCESSOR_TYPES)}"
+            )
+        name = PROCESSOR_TYPES[kind]
+    else:
+        name = (ckpt.config or {}).get("model_type") or "superpoint"
+    if name not in MODEL_TYPES:
+        raise ConfigError(
+            f"model_type '{name}' is not supported{closest(name, MODEL_TYPES)}; "
+            f"supported: {', '.join(MODEL_TYPES)}"
+        )
+    return MODEL_TYPES[name]
+
+
+def load_auto_model(source, kwargs, expected: type | None = None, instead: str = ""):
+    """Load the model class of ``source``'s ``model_type``; with ``expected``, any other class
+    raises :class:`ConfigError` pointing to the Auto class ``instead``."""
+    model = _classes_for(source, kwargs)[2]
+    if expected is not None and model is not expected:
+        raise ConfigError(
+            f"'{source}' holds a {model.__name__}, not a {expected.__name__}: use {instead}"
+        )
+    return model.from_pretrained(source, **kwargs)
+
+
+class AutoConfig:
+    """``AutoConfig.from_pretrained(source, **overrides)``: the config class for the
+    checkpoint's ``model_type``."""
+
+    @staticmethod
+    def from_pretrained(source: str | os.PathLike, **kwargs):
+        """The config of the checkpoint at ``source`` (a Hub id or folder)."""
+        return _classes_for(source, kwargs)[0].from_pretrained(source, **kwargs)
+
+
+class AutoImageProcessor:
+    """``AutoImageProcessor.from_pretrained(source)``: the processor for the checkpoint's
+    ``image_processor_type``."""
+
+    @staticmethod
+    def from_pretrained(source: str | os.PathLike, **kwargs):
+        """The processor of the checkpoint at ``source`` (a Hub id or folder)."""
+        return _classes_for(source, kwargs, processor=True)[1].from_pretrained(source, **kwargs)
+
+
+class AutoModelForKeypointDetection:
+    """``AutoModelForKeypointDetection.from_pretrained(source, **overrides)``: the keypoint
+    detection model for the checkpoint's ``model_type`` (SuperPoint when the source is a bare
+    weights file)."""
+
+    @staticmethod
+    def from_pretrained(source: str | os.PathLike, **kwargs):
+        """The keypoint detector of the checkpoint at ``source``."""
+        return load_auto_model(
+            source, kwargs, SuperPointForKeypointDetection, "AutoModelForKeypointMatching"
+        )
+
+
+class AutoModelForKeypointMatching:
+    """``AutoModelForKeypointMatching.from_pretrained(source, **overrides)``: the keypoint
+    matching model for the checkpoint's ``model_type`` (``lightglue``)."""
+
+    @staticmethod
+    def from_pretrained(source: str | os.PathLike, **kwargs):
+        """The keypoint matcher of the checkpoint at ``source``."""
+        return load_auto_model(
+            source, kwargs, LightGlueForKeypointMatching, "AutoModelForKeypointDetection"
+        )
+
+
+class AutoModel:
+    """``AutoModel.from_pretrained(source, **overrides)``: the model for the checkpoint's
+    ``model_type``: :class:`LightGlueForKeypointMatching` for ``lightglue``,
+    :class:`SuperPointForKeypointDetection` for ``superpoint`` (and a bare weights file)."""
+
+    @staticmethod
+    def from_pretrained(source: str | os.PathLike, **kwargs):
+        """The model of the checkpoint at ``source``."""
+        return load_auto_model(source, kwargs)

@@ -1,0 +1,272 @@
+"""What every detector is: the facts a registry entry holds, and the protocol a loaded detector
+implements.
+
+A detector file under ``models/`` declares one :class:`DetectorInfo` per released variant (name,
+descriptor size, license, where the weights come from, which LightGlue weights fit its
+descriptors, how images are preprocessed) and a class implementing :class:`Detector`;
+``models/registry.py`` lists the infos. Everything downstream (detection, matching, the
+pipeline, the CLI) asks these two and never branches on a model's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from ..features import Features
+from ..image import Prepared, prepare_array, scale_keypoints_back
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "Preprocessing",
+    "DetectorInfo",
+    "Detector",
+    "fingerprint",
+    "state_digest",
+    "features_from_prepared",
+    "FINGERPRINT_LENGTH",
+]
+
+#: Hex digits of a fingerprint (48 bits: collisions between two settings are negligible).
+FINGERPRINT_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a detector wants its input (kept apart from its options, as LightGlue's ``resize``).
+
+    Attributes:
+        channels: 1 for NTSC grayscale, 3 for RGB.
+        pad_multiple: the image is zero-padded at the right and bottom to a multiple of it (the
+            valid size is passed along); 1 when the network pads itself.
+        uint8: 8-bit grayscale input (OpenCV's detectors) instead of float32 in [0, 1].
+    """
+
+    channels: int = 1
+    pad_multiple: int = 8
+    uint8: bool = False
+
+    def prepare(self, array: np.ndarray, resize: int | Sequence[int] | None) -> Prepared:
+        """``(H, W, C)`` decoded image -> :class:`~keypoints.image.Prepared` for the network."""
+        return prepare_array(array, resize, self.pad_multiple, self.channels, self.uint8)
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """A registry entry: everything known about a named detector without loading it.
+
+    Attributes:
+        name: the registry name, also :attr:`keypoints.Features.model` of its features.
+        kind: ``"learned"`` or ``"handcrafted"``.
+        descriptor_dim: descriptor size D.
+        license: the weights' license (the code is MIT).
+        weights: where the weights come from, for people.
+        load: builds the detector with its default options.
+        available: True when it can be loaded now without a network.
+        binary: binary descriptors (uint8, Hamming distance) instead of float ones.
+        matcher_weights: the LightGlue release trained on these descriptors (a name
+            :meth:`keypoints.models.lightglue.LightGlue.from_pretrained` takes), or None.
+        matcher_descriptors: how descriptors are transformed before that matcher reads them
+            (``(N, D)`` -> ``(N, D)``; SIFT's LightGlue was trained on RootSIFT), or None.
+        preprocessing: what the detector's input looks like.
+    """
+
+    name: str
+    kind: str
+    descriptor_dim: int
+    license: str
+    weights: str
+    load: Callable[[], Detector]
+    available: Callable[[], bool]
+    binary: bool = False
+    matcher_weights: str | None = None
+    matcher_descriptors: Callable[[torch.Tensor], torch.Tensor] | None = None
+    preprocessing: Preprocessing = Preprocessing()
+
+    @property
+    def offline(self) -> bool:
+        """True when the weights are available without a download (bundled or cached)."""
+        return self.available()
+
+    def as_dict(self) -> dict[str, Any]:
+        """``name``, ``kind``, ``descriptor_dim``, ``binary``, ``license``, ``weights``,
+        ``matcher_weights`` and ``offline`` (usable now without a network), for listings."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "descriptor_dim": self.descriptor_dim,
+            "binary": self.binary,
+            "license": self.license,
+            "weights": self.weights,
+            "matcher_weights": self.matcher_weights,
+            "offline": self.offline,
+        }
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """The protocol every detector implements (learned networks and OpenCV's alike).
+
+    ``info`` is the detector's registry entry; ``name``, ``descriptor_dim``, ``binary``,
+    ``license``, ``matcher_weights``, ``offline`` and ``preprocessing`` are its facts. ``config``
+    holds the options (merged once, validated when set). ``fingerprint`` identifies the
+    weights and options, so that results of other weights are never mixed with these.
+    """
+
+    config: Any
+
+    @property
+    def info(self) -> DetectorInfo: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def descriptor_dim(self) -> int: ...
+
+    @property
+    def binary(self) -> bool: ...
+
+    @property
+    def license(self) -> str: ...
+
+    @property
+    def matcher_weights(self) -> str | None: ...
+
+    @property
+    def offline(self) -> bool: ...
+
+    @property
+    def preprocessing(self) -> Preprocessing: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def prepare(self, array: np.ndarray, resize: int | Sequence[int] | None) -> Prepared:
+        """A decoded ``(H, W, C)`` image -> the detector's input (pure numpy, thread-safe)."""
+        ...
+
+    def extract(self, images: Sequence[Prepared]) -> list[Features]:
+        """Detect and describe a batch of prepared images; one :class:`Features` per image, in
+        order, keypoints in original-image pixels."""
+        ...
+
+
+class InfoFacts:
+    """The :class:`Detector` facts read from ``self.info`` (a mixin for detector classes)."""
+
+    @property
+    def info(self) -> DetectorInfo:  # pragma: no cover - every detector overrides it
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        """The registry name, also ``Features.model``."""
+        return self.info.name
+
+    @property
+    def descriptor_dim(self) -> int:
+        """Descriptor size D."""
+        return self.info.descriptor_dim
+
+    @property
+    def binary(self) -> bool:
+        """Binary (uint8, Hamming) descriptors."""
+        return self.info.binary
+
+    @property
+    def license(self) -> str:
+        """The weights' license."""
+        return self.info.license
+
+    @property
+    def matcher_weights(self) -> str | None:
+        """The LightGlue release trained on these descriptors, or None."""
+        return self.info.matcher_weights
+
+    @property
+    def offline(self) -> bool:
+        """A loaded detector needs no network."""
+        return True
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What the detector's input looks like."""
+        return self.info.preprocessing
+
+    def prepare(self, array: np.ndarray, resize: int | Sequence[int] | None) -> Prepared:
+        """A decoded ``(H, W, C)`` image (:func:`keypoints.image.to_array`) -> this detector's
+        input, resized by ``resize`` (see :func:`keypoints.image.resized_shape`)."""
+        return self.preprocessing.prepare(array, resize)
+
+
+def fingerprint(kind: str, options: dict[str, Any], weights: str = "") -> str:
+    """A short hex hash of a detector's class ``kind``, its ``options`` (a JSON-able dict) and
+    the digest of its ``weights``: :data:`FINGERPRINT_LENGTH` hex digits."""
+    text = json.dumps({"kind": kind, "options": options, "weights": weights}, sort_keys=True,
+                      default=str)  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 of a module's state dict (names and values).
+
+    Cached on the module until a tensor changes: the cache key holds each tensor's storage
+    address and version counter, which in-place updates (``load_state_dict``, ``mul_``) bump;
+    shallow copies sharing the weights share the entry.
+    """
+    state = module.state_dict()
+    key = tuple((name, t.data_ptr(), t._version, t.dtype, t.shape) for name, t in state.items())
+    cached = module.__dict__.get("_state_digest")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(
+            tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    value = digest.hexdigest()
+    module.__dict__["_state_digest"] = (key, value)
+    return value
+
+
+def features_from_prepared(
+    detector: Detector,
+    item: Prepared,
+    keypoints: torch.Tensor,
+    scores: torch.Tensor,
+    descriptors: torch.Tensor,
+    scales: torch.Tensor | None = None,
+    orientations: torch.Tensor | None = None,
+) -> Features:
+    """:class:`Features` of one prepared image: ``keypoints (N, 2)`` (x, y) in pixels of the
+    prepared image are mapped back to the original image (scales too), and the detector's name
+    and fingerprint are recorded."""
+    height, width = item.original
+    if scales is not None:  # sizes in original-image pixels, as the keypoints
+        factor = ((item.original[0] / item.size[0]) * (item.original[1] / item.size[1])) ** 0.5
+        scales = scales * factor
+    return Features(
+        keypoints=scale_keypoints_back(keypoints, item.size, (height, width)).to(torch.float32),
+        scores=scores,
+        descriptors=descriptors,
+        image_size=(width, height),
+        model=detector.name,
+        binary=detector.binary,
+        scales=scales,
+        orientations=orientations,
+        fingerprint=detector.fingerprint,
+    )

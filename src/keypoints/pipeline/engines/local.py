@@ -1,0 +1,61 @@
+"""The local engine: one loaded detector in this process extracts image names into shards,
+while background threads decode the next images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...errors import KeypointsError
+from ...image import to_array
+from ...models.protocol import Detector
+from ..settings import ExtractJob
+from ..shards import ShardWriter
+from ..stream import detect_stream, reason
+
+__all__ = ["Extractor", "run_local"]
+
+
+class Extractor:
+    """A loaded detector writing lists of image names into shard files."""
+
+    def __init__(self, job: ExtractJob, detector: Detector) -> None:
+        if detector.fingerprint != job.settings.fingerprint:
+            raise KeypointsError(
+                f"this worker's detector ({detector.name}, fingerprint {detector.fingerprint}) "
+                f"is not the one the run was started with ({job.settings.model}, fingerprint "
+                f"{job.settings.fingerprint}): is the same keypoints version installed everywhere?"
+            )
+        self.job, self.detector = job, detector
+
+    def load(self, name: str):
+        """The decoded image ``name`` (relative to the job's root)."""
+        return to_array(str(Path(self.job.root) / name), max_pixels=self.job.max_pixels)
+
+    def run(self, names: list[str], shard_size: int, workers: int = 0,
+            progress: bool = False) -> list[tuple[str, str]]:  # fmt: skip
+        """Extract ``names`` (decoding in ``workers`` threads) into shards of ``shard_size``
+        images; returns the bad images with the reason."""
+        errors: list[tuple[str, str]] = []
+        stream = detect_stream(names, self.detector, self.job.settings.resize, load=self.load,
+                               workers=workers)  # fmt: skip
+        with ShardWriter(Path(self.job.parts), self.job.settings, shard_size) as writer:
+            for name, result, _ in _progress(stream, len(names), progress):
+                if isinstance(result, KeypointsError):
+                    errors.append((name, reason(result)))
+                else:
+                    writer.add(name, result)
+        return errors
+
+
+def run_local(job: ExtractJob, detector: Detector, names: list[str], shard_size: int,
+              workers: int, progress: bool) -> list[tuple[str, str]]:  # fmt: skip
+    """Extract ``names`` in this process; returns the bad images with the reason."""
+    return Extractor(job, detector).run(names, shard_size, workers, progress)
+
+
+def _progress(items: Iterator, total: int, enabled: bool) -> Iterator:
+    from tqdm import tqdm
+
+    yield from tqdm(items, total=total, unit="img", disable=not enabled or total == 0,
+                    desc="extract", dynamic_ncols=True)  # fmt: skip

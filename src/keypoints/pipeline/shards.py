@@ -1,0 +1,153 @@
+"""Crash-safe storage of extraction results: shard files, each completed under a temporary name
+and renamed into ``<output>.parts/``, merged into the output by writing a temporary file that
+is renamed onto it. A kill at any moment leaves the output and the complete shards readable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import h5py
+
+from .._version import __version__
+from ..errors import KeypointsError
+from ..features import Features
+from ..io import atomic_write
+from ..io.hloc import list_names, write_features
+from .settings import CONFIG_ATTR, ExtractSettings
+
+__all__ = ["ShardWriter", "check_output", "resume_shards", "merge", "write_errors"]
+
+
+def check_output(output: Path, settings: ExtractSettings, overwrite: bool) -> bool:
+    """Whether the existing ``output`` is kept (merged into). Raises :class:`ConfigError`
+    naming the differing fields when it was written with other settings, unless
+    ``overwrite`` (then it is replaced, never mixed)."""
+    if not output.exists():
+        return False
+    try:
+        with h5py.File(output, "r") as file:
+            recorded = file.attrs.get(CONFIG_ATTR)
+    except OSError as error:
+        raise KeypointsError(
+            f"{output} exists but is not a readable HDF5 file ({error}); move it away or pass "
+            "--overwrite"
+        ) from None
+    if overwrite:
+        return recorded is not None and ExtractSettings.from_json(recorded) == settings
+    settings.check_same(recorded, str(output))
+    return True
+
+
+def resume_shards(parts: Path, settings: ExtractSettings, overwrite: bool) -> list[str]:
+    """Names in the complete shards of an interrupted run with the same settings. Temporary
+    (incomplete) and unreadable shards are removed; shards of other settings raise
+    :class:`ConfigError` naming the differing fields, unless ``overwrite`` (then removed)."""
+    names: list[str] = []
+    if not parts.is_dir():
+        return names
+    for path in sorted(parts.iterdir()):
+        if path.suffix != ".h5":
+            path.unlink()
+            continue
+        try:
+            with h5py.File(path, "r") as file:
+                recorded = file.attrs.get(CONFIG_ATTR)
+                found = list_names(file)
+        except OSError:
+            path.unlink()
+            continue
+        if recorded is None or ExtractSettings.from_json(recorded) != settings:
+            if not overwrite:
+                settings.check_same(recorded, f"the interrupted run's shard {path}")
+            path.unlink()
+            continue
+        names.extend(found)
+    return names
+
+
+class ShardWriter:
+    """Writes features into shard files of ``shard_size`` images, each completed under a
+    temporary name and renamed into ``parts``."""
+
+    def __init__(self, parts: Path, settings: ExtractSettings, shard_size: int) -> None:
+        self.parts, self.shard_size = parts, shard_size
+        self.config = settings.to_json()
+        self.half = settings.half_descriptors
+        self.file: h5py.File | None = None
+        self.count = 0
+
+    def add(self, name: str, features: Features) -> None:
+        """Write the features of image ``name``; a full shard is closed and renamed."""
+        if self.file is None:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            # unique across processes and machines (Ray actors write side by side)
+            stem = f"shard-{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+            self.final = self.parts / f"{stem}.h5"
+            self.tmp = self.parts / f"{stem}.h5.tmp"
+            self.file = h5py.File(self.tmp, "w")
+            self.file.attrs[CONFIG_ATTR] = self.config
+        write_features(self.file, name, features, self.half)
+        self.count += 1
+        if self.count >= self.shard_size:
+            self.close()
+
+    def close(self) -> None:
+        """Complete the current shard: flush, fsync, rename into place."""
+        if self.file is not None:
+            self.file.close()
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, self.final)
+        self.file, self.count = None, 0
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()  # also on errors and Ctrl-C: what is complete is kept
+
+
+def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: bool) -> None:
+    """Output (if kept) + shards -> a temporary file renamed onto the output; then the shards
+    are removed. A kill at any point leaves the output and the shards intact."""
+    shards = sorted(parts.glob("shard-*.h5")) if parts.is_dir() else []
+    if not shards and keep_output:
+        return
+
+    def write(tmp: str) -> None:
+        if keep_output:
+            shutil.copyfile(output, tmp)
+        with h5py.File(tmp, "a" if keep_output else "w") as merged:
+            merged.attrs[CONFIG_ATTR] = settings.to_json()
+            merged.attrs["keypoints_version"] = __version__
+            for shard in shards:
+                with h5py.File(shard, "r") as part:
+                    for name in list_names(part):
+                        if name in merged:
+                            del merged[name]
+                        parent = name.rpartition("/")[0]
+                        if parent:
+                            merged.require_group(parent)
+                        part.copy(part[name], merged, name=name)
+
+    atomic_write(output, write)
+    shutil.rmtree(parts, ignore_errors=True)
+
+
+def write_errors(output: Path, errors: list[tuple[str, str]]) -> None:
+    """``<output>.errors.txt``: one ``name<TAB>reason`` line per bad image of this run
+    (removed when there were none)."""
+    path = Path(f"{output}.errors.txt")
+    if not errors:
+        path.unlink(missing_ok=True)
+        return
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.writelines(f"{name}\t{reason}\n" for name, reason in errors)
+
+    atomic_write(path, write)

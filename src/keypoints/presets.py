@@ -1,0 +1,171 @@
+"""Presets: named pipelines that bundle a detector, its options, the preprocessing and a matcher
+(as hloc's ``confs``), so that ``--preset aliked-lightglue`` means the same everywhere.
+
+``keypoints.load_preset(name)`` returns a :class:`Preset`; ``keypoints presets`` lists them with
+their licenses and whether they run offline now. The CLI's ``--preset`` on ``detect``,
+``match``, ``extract``, ``match-pairs`` and ``eval`` applies one; options given explicitly win.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .defaults import DEFAULT_MATCHER, DEFAULT_RESIZE, MATCHERS
+from .errors import ConfigError, closest
+from .features import Features, Matches
+from .models.lightglue import CVG_LICENSE, release_cached
+from .models.protocol import DetectorInfo
+from .models.registry import MODELS, load_model
+
+__all__ = ["Preset", "PRESETS", "load_preset", "list_presets"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named pipeline: detector + options + preprocessing + matcher.
+
+    Attributes:
+        name: the preset's name.
+        description: one line for people.
+        detector: a registered detector name (see :func:`keypoints.list_models`).
+        options: the detector's options (``max_keypoints``, ``threshold``, ...).
+        resize: the preprocessing: longest side, ``(height, width)``, or None (native).
+        matcher: ``"mnn"`` or ``"lightglue"`` (the release weights of the detector's entry).
+        matcher_options: the matcher's options (``ratio``; ``filter_threshold``, ...).
+    """
+
+    name: str
+    description: str
+    detector: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    resize: int | tuple[int, int] | None = DEFAULT_RESIZE
+    matcher: str = DEFAULT_MATCHER
+    matcher_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.matcher not in MATCHERS:
+            raise ConfigError(
+                f"unknown matcher '{self.matcher}'{closest(self.matcher, MATCHERS)}; "
+                f"available: {', '.join(MATCHERS)}"
+            )
+
+    @property
+    def info(self) -> DetectorInfo | None:
+        """The detector's registry entry (None for a checkpoint path)."""
+        return MODELS.get(self.detector)
+
+    @property
+    def matcher_weights(self) -> str | None:
+        """The LightGlue release the matcher uses (None for nearest neighbour, or when the
+        features' detector decides)."""
+        info = self.info
+        return info.matcher_weights if self.matcher == "lightglue" and info else None
+
+    @property
+    def license(self) -> str:
+        """The licenses of the weights involved (the code is MIT)."""
+        detector = self.info.license if self.info else "the checkpoint's"
+        return detector if self.matcher_weights is None else f"{detector}; LightGlue: {CVG_LICENSE}"
+
+    @property
+    def offline(self) -> bool:
+        """True when every weight it needs is available now without a download."""
+        weights = self.matcher_weights
+        detector = self.info.offline if self.info else os.path.exists(self.detector)
+        return detector and (weights is None or release_cached(weights))
+
+    def load_detector(self, **kwargs):
+        """The detector with the preset's options; ``kwargs`` go to
+        :func:`keypoints.load_model` (``device``, ``backend``, ``precision``, other options)."""
+        return load_model(self.detector, **{**self.options, **kwargs})
+
+    def detect(self, images, **kwargs) -> list[Features]:
+        """:func:`keypoints.detect` with the preset's detector, options and preprocessing;
+        ``kwargs`` override them."""
+        from .detection import detect
+
+        options = {"resize": self.resize, **self.options, **kwargs}
+        return detect(images, self.detector, **options)
+
+    def match(self, features0: Features, features1: Features, **kwargs) -> Matches:
+        """:func:`keypoints.match` with the preset's matcher and options; ``kwargs`` override
+        the options (``precision``, ``device``, ``matcher`` weights for LightGlue)."""
+        from .matching import match
+
+        return match(features0, features1, self.matcher, **{**self.matcher_options, **kwargs})
+
+    def match_images(self, image0, image1) -> tuple[Features, Features, Matches]:
+        """Detect both images and match them: ``(features0, features1, matches)``."""
+        features0, features1 = self.detect([image0, image1])
+        return features0, features1, self.match(features0, features1)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The preset as plain values, with its license and offline availability."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "detector": self.detector,
+            "options": dict(self.options),
+            "resize": self.resize,
+            "matcher": self.matcher,
+            "matcher_weights": self.matcher_weights,
+            "matcher_options": dict(self.matcher_options),
+            "license": self.license,
+            "offline": self.offline,
+        }
+
+
+def _presets(*presets: Preset) -> dict[str, Preset]:
+    return {p.name: p for p in presets}
+
+
+_TOP_2048 = {"max_keypoints": 2048}
+
+#: The named pipelines, in listing order.
+PRESETS: dict[str, Preset] = _presets(
+    Preset("aliked-lightglue", "ALIKED-n16 + LightGlue: the accurate pipeline", "aliked-n16",
+           _TOP_2048, matcher="lightglue"),
+    Preset("aliked-mnn", "ALIKED-n16, mutual nearest neighbour: bundled, offline", "aliked-n16",
+           _TOP_2048),
+    Preset("superpoint-lightglue", "SuperPoint + LightGlue, as LightGlue's README pairs them",
+           "superpoint", {"max_keypoints": 2048, "threshold": 0.0005}, matcher="lightglue"),
+    Preset("sift-lightglue", "SIFT + LightGlue (RootSIFT, scales and orientations)", "sift",
+           _TOP_2048, matcher="lightglue"),
+    Preset("sift-mnn", "SIFT, mutual nearest neighbour with Lowe's ratio test 0.8", "sift",
+           _TOP_2048, matcher_options={"ratio": 0.8}),
+    Preset("fast", "ALIKED-t16 at 640 px, 1024 keypoints, mutual nearest neighbour", "aliked-t16",
+           {"max_keypoints": 1024}, resize=640),
+)  # fmt: skip
+
+
+def load_preset(name: str | Preset) -> Preset:
+    """The preset ``name`` (see :data:`PRESETS`); a :class:`Preset` is returned as is."""
+    if isinstance(name, Preset):
+        return name
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset '{name}'{closest(name, PRESETS)}; available: {', '.join(PRESETS)}"
+        )
+    return PRESETS[name]
+
+
+def list_presets() -> list[dict[str, Any]]:
+    """One dict per preset (see :meth:`Preset.as_dict`)."""
+    return [p.as_dict() for p in PRESETS.values()]
+
+
+def custom(
+    detector: str,
+    options: Mapping[str, Any] | None = None,
+    resize: int | Sequence[int] | None = DEFAULT_RESIZE,
+    matcher: str = DEFAULT_MATCHER,
+    matcher_options: Mapping[str, Any] | None = None,
+) -> Preset:
+    """An unnamed pipeline (named after its detector) with the given parts."""
+    if resize is not None and not isinstance(resize, int):
+        resize = (int(resize[0]), int(resize[1]))
+    return Preset(detector, f"{detector} + {matcher}", detector, dict(options or {}), resize,
+                  matcher, dict(matcher_options or {}))  # fmt: skip
