@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, EXAMPLE, require
+from conftest import DATA, EXAMPLE, random_superpoint, require
 
 import keypoints
 from keypoints.pipeline import extract_report, list_images
@@ -181,20 +181,107 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
             np.testing.assert_array_equal(got[name][key], expected[name][key])
 
 
-def test_ray_engine_gives_the_local_result(image_dir, tmp_path):
-    """A local Ray instance, two model actors, one shard per block of 2 images."""
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'keypoints[ray]')")
-    (image_dir / "broken.jpg").write_bytes(b"not a jpeg")
-    local = extract_report(image_dir, tmp_path / "local.h5", progress=False, **OPTIONS)
-    ray = extract_report(image_dir, tmp_path / "ray.h5", engine="ray", workers=2, shard_size=2,
-                         progress=False, **OPTIONS)  # fmt: skip
-    assert ray.extracted == local.extracted == 5
-    assert [n for n, _ in ray.errors] == [n for n, _ in local.errors] == ["broken.jpg"]
-    got, expected = read_all(tmp_path / "ray.h5"), read_all(tmp_path / "local.h5")
-    assert got.keys() == expected.keys()
+@pytest.fixture
+def ray_session(monkeypatch):
+    """A local Ray instance whose actors run torch on as many threads as this process, so that
+    their sums run in the same order and the results are bit for bit this process's."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'keypoints[ray]')")
+    monkeypatch.setenv("KEYPOINTS_RAY_THREADS", str(torch.get_num_threads()))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def random_checkpoint_file(path, seed: int):
+    """A SuperPoint checkpoint of random weights (Magic Leap key names) at ``path``."""
+    from safetensors.torch import save_file
+
+    state = random_superpoint(seed=seed).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def assert_same_features(got, expected):
+    assert got.keys() == expected.keys() and got
     for name in expected:
         np.testing.assert_array_equal(got[name]["keypoints"], expected[name]["keypoints"])
         np.testing.assert_array_equal(got[name]["image_size"], expected[name]["image_size"])
-        # actors run torch on one thread, this process on two: sums in another order
         for key in ("scores", "descriptors"):
             np.testing.assert_allclose(got[name][key], expected[name][key], atol=1e-5, rtol=0)
+
+
+def test_ray_engine_gives_the_local_result(image_dir, tmp_path, ray_session):
+    """A local Ray instance, two model actors, one shard per block of 2 images: a bundled model
+    by name, a SuperPoint checkpoint of random weights by path, and a model object. Actors get
+    the detector that was loaded here (weights included), never one reloaded by name: the
+    random weights give the local engine's features, not the released SuperPoint's."""
+    (image_dir / "broken.jpg").write_bytes(b"not a jpeg")
+    ckpt = random_checkpoint_file(tmp_path / "custom.safetensors", seed=3)
+    sources = {
+        "name": ("aliked-t16", {}),
+        "checkpoint": (str(ckpt), {}),
+        "object": (random_superpoint(seed=4), {}),
+    }
+    for label, (model, extra) in sources.items():
+        options = {"resize": 320, "max_keypoints": 200, "progress": False, **extra}
+        local = extract_report(image_dir, tmp_path / f"{label}-local.h5", model, **options)
+        ray = extract_report(image_dir, tmp_path / f"{label}-ray.h5", model, engine="ray",
+                             workers=2, shard_size=2, **options)  # fmt: skip
+        assert ray.extracted == local.extracted == 5, label
+        assert [n for n, _ in ray.errors] == [n for n, _ in local.errors] == ["broken.jpg"]
+        assert ray.settings == local.settings
+        assert_same_features(read_all(tmp_path / f"{label}-ray.h5"),
+                             read_all(tmp_path / f"{label}-local.h5"))  # fmt: skip
+    # the two random SuperPoints are different weights under one name: different features
+    a = read_features(tmp_path / "checkpoint-ray.h5", "cats.png")
+    b = read_features(tmp_path / "object-ray.h5", "cats.png")
+    assert a.model == b.model == "superpoint" and a.fingerprint != b.fingerprint
+    assert not np.array_equal(a.keypoints.numpy(), b.keypoints.numpy())
+
+
+def test_resume_with_another_checkpoint_is_refused(image_dir, tmp_path):
+    """Same name, other weights: the output and the shards of an interrupted run record the
+    fingerprint, and a run with another checkpoint at the same path refuses to add to them,
+    naming the field; --overwrite replaces them."""
+    from keypoints.pipeline.settings import ExtractSettings
+    from keypoints.pipeline.shards import ShardWriter
+
+    ckpt = random_checkpoint_file(tmp_path / "model.safetensors", seed=5)
+    output = tmp_path / "f.h5"
+    options = {"resize": 320, "max_keypoints": 100, "progress": False}
+    first = extract_report(image_dir / "sub", output, str(ckpt), **options)
+    assert first.extracted == 3
+    keypoints.models.registry.clear_cache()  # the path is the cache key: reload it
+    random_checkpoint_file(ckpt, seed=6)
+    with pytest.raises(keypoints.ConfigError, match=r"other settings.*fingerprint: '\w+' != '\w+'"):
+        extract_report(image_dir / "sub", output, str(ckpt), **options)
+    assert len(list_names(output)) == 3  # untouched
+
+    # shards of an interrupted run with the first weights
+    stale = ExtractSettings.from_json(first.settings.to_json())
+    assert stale == first.settings
+    with ShardWriter(tmp_path / "g.h5.parts", stale, shard_size=1) as writer:
+        writer.add("coco0.png", read_features(output, "coco0.png"))
+    with pytest.raises(keypoints.ConfigError, match="interrupted run's shard.*fingerprint"):
+        extract_report(image_dir / "sub", tmp_path / "g.h5", str(ckpt), **options)
+    done = extract_report(image_dir / "sub", tmp_path / "g.h5", str(ckpt), overwrite=True,
+                          **options)  # fmt: skip
+    assert done.extracted == 3 and done.settings.fingerprint != first.settings.fingerprint
+    assert read_features(tmp_path / "g.h5", "coco0.png").fingerprint == done.settings.fingerprint
+
+
+def test_settings_name_every_difference_and_workers_check_the_fingerprint(tmp_path):
+    from keypoints.pipeline.engines.local import Extractor
+    from keypoints.pipeline.settings import ExtractJob, ExtractSettings
+
+    net = keypoints.load_model("aliked-t16", max_keypoints=10)
+    settings = ExtractSettings.of(net, 320)
+    other = ExtractSettings.of(keypoints.load_model("aliked-t16", max_keypoints=20), (240, 320))
+    diff = settings.differences(other)
+    assert any(d.startswith("fingerprint:") for d in diff)
+    assert "option max_keypoints: 10 != 20" in diff and "resize: 320 != (240, 320)" in diff
+    assert ExtractSettings.from_json(other.to_json()) == other
+    assert ExtractSettings.from_json('{"model": "aliked-n16"}') is None  # an older layout
+    job = ExtractJob(other, str(tmp_path), str(tmp_path / "parts"), None)
+    with pytest.raises(keypoints.KeypointsError, match="not the one the run was started with"):
+        Extractor(job, net)
