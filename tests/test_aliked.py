@@ -11,7 +11,6 @@ from conftest import DATA, EXAMPLE, require
 
 import keypoints
 from keypoints.models.aliked import ALIKED, VARIANTS, bundled_weights
-from keypoints.models.ops import deform_conv2d
 from keypoints.models.weights import load_state_dict
 
 LONDON = DATA / "images" / "superglue" / "phototourism" / "london_bridge_19481797_2295892421.jpg"
@@ -136,38 +135,6 @@ def test_matches_reference_numbers(key):
             got = feats.descriptors[j, :6].numpy()
             np.testing.assert_allclose(got, expected["descriptors"], atol=1e-3)
     assert feats.descriptors.shape == (expected["count"], VARIANTS[variant][4])
-
-
-def test_deform_conv_equals_conv2d_with_zero_offsets():
-    torch.manual_seed(0)
-    x, w, b = torch.randn(2, 5, 11, 13), torch.randn(7, 5, 3, 3), torch.randn(7)
-    got = deform_conv2d(x, torch.zeros(2, 18, 11, 13), w, b, padding=1)
-    torch.testing.assert_close(got, F.conv2d(x, w, b, padding=1), atol=1e-4, rtol=1e-4)
-
-
-def test_deform_conv_with_integer_offsets_and_mask_equals_unfolded_sum():
-    """With integer offsets every tap reads one pixel: the result is a sum over taps of the
-    weights times pixels gathered from the zero-padded input (an unfold with moved taps)."""
-    torch.manual_seed(1)
-    bsz, c, h, w = 2, 4, 9, 10
-    x, weight = torch.randn(bsz, c, h, w), torch.randn(6, c, 3, 3)
-    offset = torch.randint(-3, 4, (bsz, 18, h, w)).float()
-    mask = torch.rand(bsz, 9, h, w)
-    pad = 4  # 1 for the kernel + 3 for the largest offset
-    padded = F.pad(x, (pad, pad, pad, pad))
-    expected = torch.zeros(bsz, 6, h, w)
-    oy, ox = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    for tap in range(9):
-        ky, kx = divmod(tap, 3)
-        ys = oy + ky - 1 + offset[:, 2 * tap].long() + pad  # (B, H, W)
-        xs = ox + kx - 1 + offset[:, 2 * tap + 1].long() + pad
-        flat = (ys * (w + 2 * pad) + xs).reshape(bsz, 1, -1).expand(-1, c, -1)
-        taps = padded.reshape(bsz, c, -1).gather(2, flat).reshape(bsz, c, h, w)
-        expected += torch.einsum(
-            "bchw,oc->bohw", taps * mask[:, tap : tap + 1], weight[:, :, ky, kx]
-        )
-    got = deform_conv2d(x, offset, weight, None, padding=1, mask=mask)
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

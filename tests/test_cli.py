@@ -1,25 +1,37 @@
-"""The `keypoints` command, end to end in a subprocess."""
+"""The `keypoints` command line, command by command: end to end in a subprocess (as users run
+it) or through `keypoints.cli.main` in this process (faster), checked against the Python API."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 import torch
 from conftest import COCO, DATA, EXAMPLE, require
 
 import keypoints
+from keypoints.cli import main
+from keypoints.io.hloc import list_names, read_features
+from keypoints.pipeline import read_pairs
+
+WARPED = EXAMPLE.parent / "cats_warped.jpg"
 
 
-def run(*args, cwd=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run(*args, cwd=None, env=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "keypoints.cli", *map(str, args)],
         capture_output=True, text=True, timeout=600, env=env, cwd=cwd,
     )  # fmt: skip
+
+
+# general --------------------------------------------------------------------------------------
 
 
 def test_version_and_help():
@@ -33,6 +45,7 @@ def test_version_and_help():
     )
 
 
+# detect -----------------------------------------------------------------------------------------
 def test_detect_end_to_end_with_bad_path(tmp_path, random_checkpoint):
     good = [EXAMPLE, require(COCO[1])]
     result = run(
@@ -54,6 +67,9 @@ def test_detect_end_to_end_with_bad_path(tmp_path, random_checkpoint):
         np.testing.assert_allclose(saved["descriptors"], expected.descriptors.numpy(), atol=1e-5)
         assert saved["image_size"].tolist() == [640, 480]
         assert saved["keypoints"].dtype == np.float32
+        # provenance: the detector's name and the fingerprint of its weights and options
+        assert str(saved["model"]) == "superpoint"
+        assert str(saved["fingerprint"]) == expected.fingerprint
 
 
 def test_detect_json_native_resolution(tmp_path, random_checkpoint):
@@ -99,6 +115,7 @@ def test_bad_resize_is_a_usage_error(random_checkpoint):
     assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
 
 
+# match ------------------------------------------------------------------------------------------
 def test_match_command(tmp_path):
     graf = require(DATA / "homography" / "oxford_affine" / "graf")
     out = tmp_path / "m.png"
@@ -133,3 +150,181 @@ def test_detect_batches_keep_going_past_a_bad_image(tmp_path, random_checkpoint)
     for name in ("cats.npz", "cats_2.npz"):
         with np.load(tmp_path / "out" / name) as saved:
             np.testing.assert_allclose(saved["keypoints"], single.keypoints.numpy(), atol=1e-4)
+
+
+def test_default_model_works_offline_with_empty_caches(tmp_path):
+    env = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "KEYPOINTS_CACHE": str(tmp_path / "kp"),
+    }
+    result = run("detect", EXAMPLE, "-o", tmp_path / "out", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "aliked-n16" in result.stdout and (tmp_path / "out" / "cats.npz").exists()
+    result = run("detect", EXAMPLE, "--model", "superpoint", "-o", tmp_path / "out2", env=env)
+    assert result.returncode == 2 and "not in the local cache" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_compare_draws_one_panel_per_model(tmp_path):
+    assert main(["detect", str(EXAMPLE), "--compare", "aliked-t16,sift,orb", "--max-keypoints",
+                 "200", "-o", str(tmp_path)]) == 0  # fmt: skip
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["cats.aliked-t16.npz", "cats.orb.npz", "cats.sift.npz", "cats_compare.png"]
+    assert len(keypoints.load_features(tmp_path / "cats.sift.npz")) == 200
+
+
+def test_detect_with_a_preset(tmp_path, capsys):
+    """--preset fast: its detector, options and resize; explicit options win; a --model that
+    is not the preset's detector is refused."""
+    assert main(["detect", str(EXAMPLE), "--preset", "fast", "--no-plot", "-o", str(tmp_path)]) == 0
+    saved = keypoints.load_features(tmp_path / "cats.npz")
+    expected = keypoints.load_preset("fast").detect(str(EXAMPLE))[0]
+    assert saved.model == "aliked-t16" and len(saved) == 1024
+    torch.testing.assert_close(saved.keypoints, expected.keypoints)
+    assert main(["detect", str(EXAMPLE), "--preset", "fast", "--max-keypoints", "10",
+                 "--no-plot", "-o", str(tmp_path)]) == 0  # fmt: skip
+    assert len(keypoints.load_features(tmp_path / "cats.npz")) == 10
+    capsys.readouterr()
+    assert main(["detect", str(EXAMPLE), "--preset", "fast", "--model", "sift"]) == 2
+    assert "conflicts with --preset fast" in capsys.readouterr().err
+    assert main(["detect", str(EXAMPLE), "--preset", "fsat"]) == 2
+    assert "did you mean 'fast'" in capsys.readouterr().err
+
+
+def test_models_command():
+    result = run("models")
+    assert result.returncode == 0
+    for name in ("aliked-n16", "superpoint-open", "sift", "orb", "noncommercial", "lightglue"):
+        assert name in result.stdout
+
+
+def test_match_with_a_preset_equals_the_preset_in_python(tmp_path, capsys):
+    assert main(["match", str(EXAMPLE), str(WARPED), "--preset", "sift-mnn", "--verify",
+                 "homography", "-o", str(tmp_path / "m.png")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    _, _, matches = keypoints.load_preset("sift-mnn").match_images(str(EXAMPLE), str(WARPED))
+    assert f"matches: {len(matches)}\n" in out and len(matches) > 100
+    # an explicit --ratio overrides the preset's 0.8
+    assert main(["match", str(EXAMPLE), str(WARPED), "--preset", "sift-mnn", "--ratio", "0.6",
+                 "-o", str(tmp_path / "m.png")]) == 0  # fmt: skip
+    fewer = int(capsys.readouterr().out.split("matches: ")[1].split()[0])
+    assert 0 < fewer < len(matches)
+
+
+# extract, pairs, match-pairs --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def graf_images(tmp_path_factory):
+    """Oxford graf img1..img4 in a nested folder."""
+    root = tmp_path_factory.mktemp("cli") / "images"
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    (root / "graf").mkdir(parents=True)
+    for i in range(1, 5):
+        shutil.copy(graf / f"img{i}.ppm", root / "graf" / f"img{i}.ppm")
+    return root
+
+
+def test_extract_exit_codes(graf_images, tmp_path, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(graf_images, images)
+    out = tmp_path / "f.h5"
+    args = ["extract", str(images), "-o", str(out), "-m", "aliked-t16", "--resize", "320"]
+    assert main([*args, "--max-keypoints", "100", "--workers", "0"]) == 0
+    assert len(list_names(out)) == 4
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main([*args, "--max-keypoints", "100"]) == 2  # a bad image: reported, exit 2
+    assert "bad image broken.jpg" in capsys.readouterr().err
+    assert len(list_names(out)) == 4
+    assert main([*args, "--max-keypoints", "50"]) == 2  # other settings: refused, named
+    assert "option max_keypoints: 100 != 50" in capsys.readouterr().err
+    assert main(["extract", str(tmp_path / "missing"), "-o", str(out)]) == 2
+
+
+def test_extract_and_match_pairs_with_a_preset(graf_images, tmp_path, capsys):
+    features, matches = tmp_path / "f.h5", tmp_path / "m.h5"
+    assert main(["extract", str(graf_images), "-o", str(features), "--preset", "fast"]) == 0
+    stored = read_features(features, "graf/img1.ppm")
+    expected = keypoints.load_preset("fast").detect(str(graf_images / "graf" / "img1.ppm"))[0]
+    assert stored.model == "aliked-t16" and stored.fingerprint == expected.fingerprint
+    torch.testing.assert_close(stored.keypoints, expected.keypoints)
+    assert main(["match-pairs", str(features), "--exhaustive", "--preset", "fast",
+                 "-o", str(matches)]) == 0  # fmt: skip
+    with h5py.File(matches, "r") as f:
+        assert len([1 for a in f for _ in f[a]]) == 6
+    capsys.readouterr()
+    assert main(["match-pairs", str(features), "--exhaustive", "--preset", "sift-mnn",
+                 "-o", str(tmp_path / "other.h5")]) == 2  # fmt: skip
+    assert "holds aliked-t16 features; preset sift-mnn is for sift" in capsys.readouterr().err
+
+
+def test_pairs_and_match_pairs(graf_images, tmp_path):
+    features = tmp_path / "f.h5"
+    keypoints.extract(graf_images, features, "aliked-t16", resize=480, max_keypoints=300,
+                      progress=False)  # fmt: skip
+    pairs = tmp_path / "pairs.txt"
+    assert main(["pairs", str(features), "--sequential", "1", "-o", str(pairs)]) == 0
+    assert len(read_pairs(pairs)) == 3
+    out = tmp_path / "m.h5"
+    assert main(["match-pairs", str(features), "--pairs", str(pairs), "-o", str(out)]) == 0
+    with h5py.File(out, "r") as f:  # groups name0/name1 with '/' inside names turned into '-'
+        assert sorted(f.keys()) == [f"graf-img{i}.ppm" for i in (1, 2, 3)]
+        assert list(f["graf-img1.ppm"].keys()) == ["graf-img2.ppm"]
+    assert main(["match-pairs", str(features), "-o", str(out)]) == 2  # no pair source
+
+
+# colmap -----------------------------------------------------------------------------------------
+def test_colmap_and_errors(graf_images, tmp_path):
+    pytest.importorskip("pycolmap", reason="pycolmap is not installed")
+    features, matches = tmp_path / "f.h5", tmp_path / "m.h5"
+    keypoints.extract(graf_images, features, "aliked-t16", resize=480, max_keypoints=300,
+                      progress=False)  # fmt: skip
+    assert main(["match-pairs", str(features), "--exhaustive", "-o", str(matches)]) == 0
+    database = tmp_path / "db.db"
+    args = ["colmap", str(features), str(matches), "--database", str(database)]
+    assert main(args) == 0 and database.exists()
+    assert main(args) == 2  # exists: refused without --overwrite
+    assert main([*args, "--overwrite", "--no-verify"]) == 0
+    assert main(["colmap", str(tmp_path / "nope.h5"), str(matches), "--database", "x.db"]) == 2
+
+
+# eval -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_eval_command_on_oxford(tmp_path):
+    """Floors measured on 2026-11-25 (graf, wall, boat; 15 pairs; native resolution; 2048
+    keypoints): aliked-n16 MMA@3 0.526 and homography accuracy@5 0.600; sift 0.449 and 0.667."""
+    dataset = require(DATA / "homography" / "oxford_affine")
+    out = tmp_path / "results"
+    result = run("eval", "homography", dataset, "--models", "aliked-n16,sift", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "settings:" in result.stdout and "max_keypoints=2048" in result.stdout
+    assert "| aliked-n16 | all | 15 |" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "mma.png", "summary.md"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"aliked-n16", "sift"}
+    aliked = metrics["aliked-n16"]
+    assert set(aliked["mma"]) == {str(t) for t in range(1, 11)}
+    thresholds = {"1", "3", "5", "10"}
+    assert set(aliked["homography_accuracy"]) == set(aliked["homography_auc"]) == thresholds
+    assert aliked["keypoints"] == 2048 and aliked["pairs"] == 15
+    assert "viewpoint" in aliked["subsets"]
+    assert aliked["mma"]["3"] >= 0.48
+    assert aliked["homography_accuracy"]["5"] >= 0.5
+    assert all(0 <= v <= 1 for v in aliked["mma"].values())
+    assert metrics["sift"]["mma"]["3"] >= 0.40
+
+
+def test_eval_with_presets(tmp_path, capsys):
+    """--preset runs each preset as defined (its own keypoints, resize and matcher), one row
+    each, equal to evaluate_homography with the same presets."""
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    out = tmp_path / "results"
+    assert main(["eval", "homography", str(graf), "--preset", "fast,sift-mnn", "-o",
+                 str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "presets=fast,sift-mnn" in printed and "| fast | all | 5 |" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["fast", "sift-mnn"]
+    assert metrics["fast"]["keypoints"] <= 1024 and metrics["fast"]["pipeline"]["resize"] == 640
+    fast = keypoints.load_preset("fast")
+    expected = keypoints.evaluation.evaluate_homography(graf, [fast])["fast"]
+    assert metrics["fast"]["matches"] == pytest.approx(expected["matches"])

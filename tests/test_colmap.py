@@ -84,15 +84,3 @@ def test_database_is_ready_for_incremental_mapping(sfm_files):
     best = max(reconstructions.values(), key=lambda r: r.num_reg_images())
     assert best.num_reg_images() == 6 and best.num_points3D() > 1000
     assert best.compute_mean_reprojection_error() < 1.0
-
-
-def test_cli_colmap_and_errors(sfm_files, tmp_path):
-    from keypoints.cli import main
-
-    _, images, features, matches, _ = sfm_files
-    database = tmp_path / "db.db"
-    args = ["colmap", str(features), str(matches), "--database", str(database)]
-    assert main(args) == 0 and database.exists()
-    assert main(args) == 2  # exists: refused without --overwrite
-    assert main([*args, "--overwrite", "--no-verify"]) == 0
-    assert main(["colmap", str(tmp_path / "nope.h5"), str(matches), "--database", "x.db"]) == 2

@@ -16,8 +16,8 @@ import torch
 from conftest import DATA, EXAMPLE, random_superpoint, require
 
 import keypoints
-from keypoints.pipeline import extract_report, list_images
 from keypoints.io.hloc import list_names, read_features
+from keypoints.pipeline import extract_report, list_images
 
 OPTIONS = {"model": "aliked-t16", "resize": 320, "max_keypoints": 200}
 
@@ -115,19 +115,6 @@ def test_bad_images_are_reported_and_skipped(image_dir, tmp_path):
     assert "truncated.png" not in list_names(tmp_path / "f.h5")
 
 
-def test_cli_extract_exit_codes(image_dir, tmp_path):
-    from keypoints.cli import main
-
-    out = tmp_path / "f.h5"
-    args = ["extract", str(image_dir), "-o", str(out), "-m", "aliked-t16", "--resize", "320"]
-    assert main([*args, "--max-keypoints", "100", "--workers", "0"]) == 0
-    assert len(list_names(out)) == 5
-    (image_dir / "broken.jpg").write_bytes(b"not a jpeg")
-    assert main([*args, "--max-keypoints", "100"]) == 2  # a bad image: reported, exit 2
-    assert len(list_names(out)) == 5
-    assert main(["extract", str(tmp_path / "missing"), "-o", str(out)]) == 2
-
-
 def test_list_images_errors(tmp_path):
     with pytest.raises(keypoints.ImageNotFoundError, match="no such folder"):
         list_images(tmp_path / "missing")
@@ -143,6 +130,7 @@ def _run(image_dir, output, **popen):
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
     """Kill the extraction (SIGKILL) part way, check the existing output still opens, rerun,
     and compare with an uninterrupted run."""
@@ -210,6 +198,7 @@ def assert_same_features(got, expected):
             np.testing.assert_allclose(got[name][key], expected[name][key], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_local_result(image_dir, tmp_path, ray_session):
     """A local Ray instance, two model actors, one shard per block of 2 images: a bundled model
     by name, a SuperPoint checkpoint of random weights by path, and a model object. Actors get

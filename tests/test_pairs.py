@@ -88,17 +88,3 @@ def test_match_pairs_errors(features_file, tmp_path):
         match_pairs(features_file, [("graf/img1.ppm", "nope.jpg")], tmp_path / "m.h5")
     with pytest.raises(keypoints.ImageNotFoundError):
         match_pairs(tmp_path / "missing.h5", [], tmp_path / "m.h5")
-
-
-def test_cli_pairs_and_match_pairs(features_file, tmp_path):
-    from keypoints.cli import main
-
-    pairs = tmp_path / "pairs.txt"
-    assert main(["pairs", str(features_file), "--sequential", "1", "-o", str(pairs)]) == 0
-    assert len(read_pairs(pairs)) == 3
-    out = tmp_path / "m.h5"
-    assert main(["match-pairs", str(features_file), "--pairs", str(pairs), "-o", str(out)]) == 0
-    with h5py.File(out, "r") as f:  # groups name0/name1 with '/' inside names turned into '-'
-        assert sorted(f.keys()) == [f"graf-img{i}.ppm" for i in (1, 2, 3)]
-        assert list(f["graf-img1.ppm"].keys()) == ["graf-img2.ppm"]
-    assert main(["match-pairs", str(features_file), "-o", str(out)]) == 2  # no pair source

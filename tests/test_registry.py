@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
@@ -54,39 +53,6 @@ def run_cli(*args, env=None):
         [sys.executable, "-m", "keypoints", *map(str, args)],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
-
-
-def test_models_command():
-    result = run_cli("models")
-    assert result.returncode == 0
-    for name in ("aliked-n16", "superpoint-open", "sift", "orb", "noncommercial"):
-        assert name in result.stdout
-
-
-def test_default_model_works_offline_with_empty_caches(tmp_path):
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
-        "KEYPOINTS_CACHE": str(tmp_path / "kp"),
-    }
-    result = run_cli("detect", EXAMPLE, "-o", tmp_path / "out", env=env)
-    assert result.returncode == 0, result.stderr
-    assert "aliked-n16" in result.stdout and (tmp_path / "out" / "cats.npz").exists()
-    result = run_cli("detect", EXAMPLE, "--model", "superpoint", "-o", tmp_path / "out2", env=env)
-    assert result.returncode == 2 and "not in the local cache" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_compare_draws_one_panel_per_model(tmp_path):
-    result = run_cli(
-        "detect", EXAMPLE, "--compare", "aliked-t16,sift,orb", "--max-keypoints", 200,
-        "-o", tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["cats.aliked-t16.npz", "cats.orb.npz", "cats.sift.npz", "cats_compare.png"]
 
 
 def test_wheel_contains_weights_and_license(tmp_path):

@@ -121,10 +121,6 @@ OPTIONS = {
 }
 
 
-def test_the_corpus_has_at_least_20_kinds():
-    assert len(FILES) + len(ARRAYS) + len(OPTIONS) + 2 >= 30  # + resize 0, pixel limit
-
-
 @pytest.mark.parametrize("kind", list(FILES))
 def test_files_through_the_python_api(kind, tmp_path):
     make, error, message = FILES[kind]

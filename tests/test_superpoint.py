@@ -6,7 +6,6 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import EXAMPLE, PARTIAL_SUPERPOINT, random_superpoint, require
 
 from keypoints import SuperPoint, SuperPointConfig, SuperPointImageProcessor, WeightsError
@@ -63,57 +62,6 @@ def test_wrong_input_shape():
 
     with pytest.raises(ConfigError, match=r"\(B, 1, H, W\)"):
         random_superpoint()(torch.rand(1, 3, 16, 16))
-
-
-@pytest.mark.parametrize("radius", [0, 1, 4])
-def test_separable_nms_equals_square_pool(radius):
-    scores = torch.rand(2, 37, 53)
-    scores[0, 10:14, 10:14] = 0.99  # a plateau: ties must be kept as the reference does
-    k = 2 * radius + 1
-    torch.testing.assert_close(
-        ops.max_pool(scores, radius), F.max_pool2d(scores, k, 1, radius), rtol=0, atol=0
-    )
-    if radius:
-        pool = lambda x: F.max_pool2d(x, k, 1, radius)  # noqa: E731  (reference, SuperGlue)
-        max_mask = scores == pool(scores)
-        for _ in range(2):
-            supp = pool(max_mask.float()) > 0
-            s = torch.where(supp, torch.zeros_like(scores), scores)
-            max_mask = max_mask | ((s == pool(s)) & ~supp)
-        expected = torch.where(max_mask, scores, torch.zeros_like(scores))
-        assert torch.equal(ops.simple_nms(scores, radius), expected)
-
-
-def test_select_keypoints_matches_per_image_reference():
-    torch.manual_seed(3)
-    scores = ops.simple_nms(torch.rand(3, 40, 48) ** 4, 2)
-    scores[2] = 0  # an image without keypoints in the batch
-    for max_kp in (-1, 5, 10_000):
-        kp, sc, mask = ops.select_keypoints(scores, 0.1, 3, max_kp)
-        for b in range(3):
-            yx = torch.nonzero(scores[b] > 0.1)
-            inside = (yx >= 3).all(1) & (yx[:, 0] < 40 - 3) & (yx[:, 1] < 48 - 3)
-            yx = yx[inside]
-            s = scores[b][tuple(yx.t())]
-            if 0 <= max_kp < len(s):
-                s, idx = s.topk(max_kp)
-                yx = yx[idx]
-            n = int(mask[b].sum())
-            assert n == len(s)
-            assert torch.equal(kp[b, :n], yx.flip(1).float())
-            assert torch.equal(sc[b, :n], s)
-
-
-def test_sample_descriptors_hits_cells_exactly():
-    """SuperPoint's sampling maps pixel 3.5 onto the first cell and the last pixel (8w - 1)
-    onto the last cell, linearly in between (SuperGlue's sample_descriptors)."""
-    h, w = 5, 7
-    dense = F.normalize(torch.randn(1, 16, h, w), dim=1)
-    step_x, step_y = (8 * w - 4.5) / (w - 1), (8 * h - 4.5) / (h - 1)
-    kp = torch.tensor([[[3.5, 3.5], [8 * w - 1, 8 * h - 1], [3.5 + 2 * step_x, 3.5 + step_y]]])
-    got = ops.sample_descriptors(kp, dense)
-    expected = torch.stack([dense[0, :, 0, 0], dense[0, :, h - 1, w - 1], dense[0, :, 1, 2]])
-    torch.testing.assert_close(got[0], expected)
 
 
 def test_key_maps_round_trip():
