@@ -56,7 +56,8 @@ class Features:
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Dict of numpy arrays: ``keypoints`` (N, 2) float32, ``scores`` (N,), ``descriptors``
         (N, D), ``image_size`` (2,) int64 as (width, height), and when present ``scales`` (N,)
-        and ``oris`` (N,) (hloc's names)."""
+        and ``oris`` (N,) (hloc's names).
+        """
         arrays = {
             "keypoints": self.keypoints.detach().cpu().numpy().astype(np.float32, copy=False),
             "scores": self.scores.detach().cpu().numpy(),
@@ -71,7 +72,8 @@ class Features:
     def to_dict(self) -> dict[str, torch.Tensor]:
         """LightGlue-style keys, unbatched: ``keypoints`` (N, 2), ``keypoint_scores`` (N,),
         ``descriptors`` (N, D), ``image_size`` (2,) float32 (width, height). Add a leading
-        batch dimension (``v[None]``) to feed LightGlue itself."""
+        batch dimension (``v[None]``) to feed LightGlue itself.
+        """
         return {
             "keypoints": self.keypoints,
             "keypoint_scores": self.scores,
@@ -81,7 +83,8 @@ class Features:
 
     def to_cv2(self, size: float = 8.0) -> list:
         """List of ``cv2.KeyPoint`` (same pixel convention as ours); ``response`` is the score,
-        ``size`` the given diameter (SuperPoint has no scale; 8 px is one cell)."""
+        ``size`` the given diameter (SuperPoint has no scale; 8 px is one cell).
+        """
         import cv2
 
         kpts = self.keypoints.detach().cpu().tolist()

@@ -1,5 +1,6 @@
 """Former home of the transformers-compatible LightGlue, now :mod:`keypoints.hf.lightglue`;
-its names are re-exported here so that existing imports keep working."""
+its names are re-exported here so that existing imports keep working.
+"""
 
 from .hf.auto import AutoModel, AutoModelForKeypointMatching
 from .hf.lightglue import (

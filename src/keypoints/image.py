@@ -228,7 +228,8 @@ def resize_array(
     array: np.ndarray, size: tuple[int, int], resample: int = Image.Resampling.BILINEAR
 ) -> np.ndarray:
     """Resize ``(H, W, C)`` (uint8 or float32) to ``size = (height, width)`` with a Pillow
-    filter (default bilinear, antialiased when shrinking). Same dtype and channel count out."""
+    filter (default bilinear, antialiased when shrinking). Same dtype and channel count out.
+    """
     height, width = size
     if array.shape[:2] == (height, width):
         return array

@@ -88,7 +88,8 @@ def _as_float(features: Features) -> torch.Tensor:
 
 def _distances(d0: torch.Tensor, d1: torch.Tensor, metric: str, sq1: torch.Tensor | None):
     """Block ``(len(d0), len(d1))`` of a quantity ordered like the distance: squared L2,
-    ``1 - cos`` or Hamming bits (:func:`_finish` turns the selected ones into distances)."""
+    ``1 - cos`` or Hamming bits (:func:`_finish` turns the selected ones into distances).
+    """
     if metric == "l2":  # |a|^2 + |b|^2 - 2 a.b, in place
         block = torch.addmm(sq1[None], d0, d1.T, alpha=-2)
         return block.add_((d0 * d0).sum(1, keepdim=True))
@@ -180,7 +181,8 @@ def _mutual_nearest(features0: Features, features1: Features, conf) -> Matches:
 
 def _nearest_neighbours(d0: torch.Tensor, d1: torch.Tensor, metric: str, conf):
     """In row blocks: each row's nearest neighbour in ``d1``, its distance, the second nearest
-    distance (with a ratio test), and each column's nearest row."""
+    distance (with a ratio test), and each column's nearest row.
+    """
     n0, n1 = len(d0), len(d1)
     sq1 = (d1 * d1).sum(1) if metric == "l2" else None
     rows = max(1, conf.block_elements // n1)
@@ -265,7 +267,8 @@ def load_matcher(
 
 def lightglue_weights_for(model: str | None) -> str:
     """The LightGlue release trained on the features of detector ``model``: its registry
-    entry's ``matcher_weights``; :class:`ConfigError` when there is none."""
+    entry's ``matcher_weights``; :class:`ConfigError` when there is none.
+    """
     hint = "pass matcher=<weights> (CLI: --matcher-weights), e.g. 'superpoint', 'aliked', 'sift'"
     if model is None:
         raise ConfigError(f"the features do not say which model made them; {hint}")
@@ -290,7 +293,8 @@ def _weights_for(pairs) -> str:
 
 def _matcher_descriptors(features: Features, input_dim: int) -> torch.Tensor:
     """The descriptors LightGlue reads: float, transformed as the detector's registry entry
-    says (SIFT's become RootSIFT)."""
+    says (SIFT's become RootSIFT).
+    """
     if features.binary or features.descriptors.shape[1] != input_dim:
         raise ConfigError(
             f"LightGlue weights for {input_dim}-d float descriptors cannot match "
@@ -307,7 +311,8 @@ def _matcher_descriptors(features: Features, input_dim: int) -> torch.Tensor:
 def _lightglue_inputs(net, pairs):
     """Pad ``pairs`` of :class:`Features` into LightGlue's batched inputs on ``net``'s device:
     keypoints (B, 2, N, 2), descriptors (B, 2, N, D), image sizes (B, 2, 2), mask (B, 2, N),
-    and scales/orientations (B, 2, N, 2) when the weights read them."""
+    and scales/orientations (B, 2, N, 2) when the weights read them.
+    """
     c = net.config
     n = max(len(f) for pair in pairs for f in pair)
     batch = len(pairs)

@@ -60,7 +60,8 @@ class Preset:
     @property
     def matcher_weights(self) -> str | None:
         """The LightGlue release the matcher uses (None for nearest neighbour, or when the
-        features' detector decides)."""
+        features' detector decides).
+        """
         info = self.info
         return info.matcher_weights if self.matcher == "lightglue" and info else None
 
@@ -79,12 +80,14 @@ class Preset:
 
     def load_detector(self, **kwargs):
         """The detector with the preset's options; ``kwargs`` go to
-        :func:`keypoints.load_model` (``device``, ``backend``, ``precision``, other options)."""
+        :func:`keypoints.load_model` (``device``, ``backend``, ``precision``, other options).
+        """
         return load_model(self.detector, **{**self.options, **kwargs})
 
     def detect(self, images, **kwargs) -> list[Features]:
         """:func:`keypoints.detect` with the preset's detector, options and preprocessing;
-        ``kwargs`` override them."""
+        ``kwargs`` override them.
+        """
         from .detection import detect
 
         options = {"resize": self.resize, **self.options, **kwargs}
@@ -92,7 +95,8 @@ class Preset:
 
     def match(self, features0: Features, features1: Features, **kwargs) -> Matches:
         """:func:`keypoints.match` with the preset's matcher and options; ``kwargs`` override
-        the options (``precision``, ``device``, ``matcher`` weights for LightGlue)."""
+        the options (``precision``, ``device``, ``matcher`` weights for LightGlue).
+        """
         from .matching import match
 
         return match(features0, features1, self.matcher, **{**self.matcher_options, **kwargs})

@@ -1,5 +1,6 @@
 """The batch commands: ``extract`` (features of many images into one file), ``pairs``,
-``match-pairs`` (matches of many pairs into one file) and ``colmap`` (a COLMAP database)."""
+``match-pairs`` (matches of many pairs into one file) and ``colmap`` (a COLMAP database).
+"""
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def extract(images, output, model, preset, max_keypoints, threshold, nms_radius,
             engine, max_pixels, address):  # fmt: skip
     """Extract features of IMAGES (a folder, searched recursively, or a text file of paths)
     into one HDF5 file that hloc reads. Resumable: rerun the same command after an
-    interruption and it finishes the job."""
+    interruption and it finishes the job.
+    """
     from ..pipeline.extract import extract_report
 
     options = {"max_keypoints": max_keypoints, "threshold": threshold, "nms_radius": nms_radius}
@@ -147,7 +149,8 @@ def match_pairs_command(features, pairs_file, exhaustive, sequential, output, pr
                         max_distance, matcher, matcher_weights, batch_size, overwrite,
                         precision):  # fmt: skip
     """Match image pairs of FEATURES (from `keypoints extract`) by mutual nearest neighbour or
-    LightGlue into OUTPUT, in hloc's matches layout."""
+    LightGlue into OUTPUT, in hloc's matches layout.
+    """
     from ..pipeline.match_pairs import match_pairs
     from ..pipeline.pairs import pairs_from
 
@@ -198,7 +201,8 @@ def _features_detector(features: str, preset: str | None) -> str | None:
 def colmap_command(features, matches, database, image_dir, pairs_file, single_camera,
                    no_verify, overwrite):  # fmt: skip
     """Import FEATURES and MATCHES (hloc layout) into a COLMAP database for
-    pycolmap.incremental_mapping (needs `pip install "keypoints[colmap]"`)."""
+    pycolmap.incremental_mapping (needs `pip install "keypoints[colmap]"`).
+    """
     from ..io.colmap import import_colmap
     from ..pipeline.pairs import read_pairs
 

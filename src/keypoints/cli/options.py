@@ -1,5 +1,6 @@
 """Options shared by the commands, their defaults (from :mod:`keypoints.defaults`), and how a
-``--preset`` combines with options given explicitly (explicit > preset > default)."""
+``--preset`` combines with options given explicitly (explicit > preset > default).
+"""
 
 from __future__ import annotations
 
@@ -166,7 +167,8 @@ def pipeline(
     matcher_options: dict[str, Any] | None = None,
 ) -> Preset:
     """The pipeline a command runs: the preset (if any) with the options given explicitly on
-    top (``None`` values and an :data:`UNSET` resize mean "not given")."""
+    top (``None`` values and an :data:`UNSET` resize mean "not given").
+    """
     base = load_preset(preset) if preset else None
     if base is not None and model is not None and model != base.detector:
         raise ConfigError(
@@ -194,7 +196,8 @@ def _renamed(preset: Preset, name: str) -> Preset:
 
 def load_matcher_weights(text: str | None):
     """``--matcher-weights``: a release name or checkpoint file as it is; a transformers Hub
-    id or folder loaded with :class:`keypoints.hf.LightGlueForKeypointMatching`."""
+    id or folder loaded with :class:`keypoints.hf.LightGlueForKeypointMatching`.
+    """
     if text is None:
         return None
     from ..models.lightglue import CVG_FEATURES

@@ -88,8 +88,10 @@ def _sequence(folder: Path) -> Sequence | None:
 
 
 def load_dataset(root: str | Path) -> list[Sequence]:
-    """All sequences below ``root`` (or ``root`` itself when it is one sequence), sorted by
-    name. Raises :class:`DatasetError` naming any missing image or homography file."""
+    """All sequences below ``root`` (or ``root`` itself when it is one sequence), sorted by name.
+
+    Raises :class:`DatasetError` naming any missing image or homography file.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder '{root}' does not exist")

@@ -40,7 +40,8 @@ H_THRESHOLDS = (1, 3, 5, 10)
 def _options(model: str, max_keypoints: int, threshold: float | None) -> dict:
     """The comparison protocol: the ``max_keypoints`` best keypoints (top-k: threshold 0 for
     learned models; OpenCV detectors keep their own response threshold) unless a threshold is
-    given."""
+    given.
+    """
     options: dict = {"max_keypoints": max_keypoints}
     info = detector_info(model)
     if threshold is not None:
@@ -60,7 +61,8 @@ def pipelines_for(
     matcher: str = DEFAULT_MATCHER,
 ) -> list[Preset]:
     """What :func:`evaluate_homography` compares: each model with the protocol's options
-    (``max_keypoints`` best, ``resize``, ``matcher``), then each preset as it is defined."""
+    (``max_keypoints`` best, ``resize``, ``matcher``), then each preset as it is defined.
+    """
     check_method(matcher)
     adhoc = [custom(m, _options(m, max_keypoints, threshold), resize, matcher) for m in models]
     return [*adhoc, *(load_preset(p) for p in presets)]

@@ -55,11 +55,14 @@ def repeatability(
     size1: tuple[int, int],
     threshold: float = 3.0,
 ) -> float:
-    """Repeatability (DeTone et al. 2018, SuperPoint, section 7.2): keypoints of each image are
-    kept when they fall inside the other image after warping (the shared view); a kept keypoint
-    is repeated when a kept keypoint of the other image lies within ``threshold`` pixels after
-    warping. Symmetric: (repeated in 0 + repeated in 1) / (kept in 0 + kept in 1); 0 when no
-    keypoint is in the shared view. Sizes are (width, height)."""
+    """Repeatability (DeTone et al.
+
+    2018, SuperPoint, section 7.2): keypoints of each image are kept when they fall inside the other
+    image after warping (the shared view); a kept keypoint is repeated when a kept keypoint of the
+    other image lies within ``threshold`` pixels after warping. Symmetric: (repeated in 0 + repeated
+    in 1) / (kept in 0 + kept in 1); 0 when no keypoint is in the shared view. Sizes are (width,
+    height).
+    """
     warped0 = warp_points(keypoints0, homography)
     warped1 = warp_points(keypoints1, np.linalg.inv(homography))
     keep0, keep1 = _inside(warped0, size1), _inside(warped1, size0)
@@ -79,9 +82,12 @@ def matching_accuracy(
     homography: np.ndarray,
     thresholds: Sequence[float] = tuple(range(1, 11)),
 ) -> np.ndarray:
-    """Mean matching accuracy of one pair (Dusmanu et al. 2019, D2-Net, section 5.1): for each
-    threshold, the fraction of ``matches (K, 2)`` whose keypoint in image 0, warped by
-    ``homography``, lies within the threshold of its match in image 1. 0 when K = 0."""
+    """Mean matching accuracy of one pair (Dusmanu et al.
+
+    2019, D2-Net, section 5.1): for each threshold, the fraction of ``matches (K, 2)`` whose
+    keypoint in image 0, warped by ``homography``, lies within the threshold of its match in image
+    1. 0 when K = 0.
+    """
     if len(matches) == 0:
         return np.zeros(len(thresholds))
     projected = warp_points(keypoints0[matches[:, 0]], homography)
@@ -92,7 +98,8 @@ def matching_accuracy(
 def corner_error(estimate: np.ndarray | None, truth: np.ndarray, size0: tuple[int, int]) -> float:
     """Mean distance between the four corners of image 0 (size (width, height)) mapped by the
     estimated and by the true homography (DeTone et al. 2018; glue-factory); inf without an
-    estimate."""
+    estimate.
+    """
     if estimate is None:
         return float("inf")
     w, h = size0
@@ -112,7 +119,8 @@ def homography_accuracy(errors: Sequence[float], thresholds=(1, 3, 5, 10)) -> di
 
 def homography_auc(errors: Sequence[float], thresholds=(1, 3, 5, 10)) -> dict[str, float]:
     """Area under the cumulative corner-error curve up to each threshold, divided by the
-    threshold (SuperGlue / glue-factory's AUC); failed estimates count as infinite error."""
+    threshold (SuperGlue / glue-factory's AUC); failed estimates count as infinite error.
+    """
     errors = np.sort(np.asarray(errors, dtype=np.float64))
     out = {}
     for t in thresholds:

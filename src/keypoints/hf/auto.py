@@ -1,5 +1,6 @@
 """The Auto classes: one registry from a checkpoint's ``model_type`` (or its processor's
-``image_processor_type``) to the config, processor and model classes that load it."""
+``image_processor_type``) to the config, processor and model classes that load it.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ PROCESSOR_TYPES = {
 def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor: bool = False):
     """(config class, processor class, model class) for the checkpoint at ``source``, from its
     ``image_processor_type`` (processor=True) or its config's ``model_type``; SuperPoint for a
-    bare weights file, which carries neither."""
+    bare weights file, which carries neither.
+    """
     ckpt = read_config(source, dict(kwargs), processor=processor)
     if processor:
         kind = (ckpt.processor or {}).get("image_processor_type") or "SuperPointImageProcessor"
@@ -66,7 +68,8 @@ def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor
 
 def load_auto_model(source, kwargs, expected: type | None = None, instead: str = ""):
     """Load the model class of ``source``'s ``model_type``; with ``expected``, any other class
-    raises :class:`ConfigError` pointing to the Auto class ``instead``."""
+    raises :class:`ConfigError` pointing to the Auto class ``instead``.
+    """
     model = _classes_for(source, kwargs)[2]
     if expected is not None and model is not expected:
         raise ConfigError(
@@ -77,7 +80,8 @@ def load_auto_model(source, kwargs, expected: type | None = None, instead: str =
 
 class AutoConfig:
     """``AutoConfig.from_pretrained(source, **overrides)``: the config class for the
-    checkpoint's ``model_type``."""
+    checkpoint's ``model_type``.
+    """
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
@@ -87,7 +91,8 @@ class AutoConfig:
 
 class AutoImageProcessor:
     """``AutoImageProcessor.from_pretrained(source)``: the processor for the checkpoint's
-    ``image_processor_type``."""
+    ``image_processor_type``.
+    """
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
@@ -98,7 +103,8 @@ class AutoImageProcessor:
 class AutoModelForKeypointDetection:
     """``AutoModelForKeypointDetection.from_pretrained(source, **overrides)``: the keypoint
     detection model for the checkpoint's ``model_type`` (SuperPoint when the source is a bare
-    weights file)."""
+    weights file).
+    """
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
@@ -110,7 +116,8 @@ class AutoModelForKeypointDetection:
 
 class AutoModelForKeypointMatching:
     """``AutoModelForKeypointMatching.from_pretrained(source, **overrides)``: the keypoint
-    matching model for the checkpoint's ``model_type`` (``lightglue``)."""
+    matching model for the checkpoint's ``model_type`` (``lightglue``).
+    """
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
@@ -123,7 +130,8 @@ class AutoModelForKeypointMatching:
 class AutoModel:
     """``AutoModel.from_pretrained(source, **overrides)``: the model for the checkpoint's
     ``model_type``: :class:`LightGlueForKeypointMatching` for ``lightglue``,
-    :class:`SuperPointForKeypointDetection` for ``superpoint`` (and a bare weights file)."""
+    :class:`SuperPointForKeypointDetection` for ``superpoint`` (and a bare weights file).
+    """
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):

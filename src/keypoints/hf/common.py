@@ -1,5 +1,6 @@
 """What the transformers-compatible classes share: ``BatchFeature``, dict-like model outputs,
-the facade that wraps a core model, and reading/writing Hub-layout JSON files."""
+the facade that wraps a core model, and reading/writing Hub-layout JSON files.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ __all__ = ["BatchFeature", "ModelOutput", "Facade", "read_config", "write_json",
 
 class BatchFeature(dict):
     """A dict of model inputs (``pixel_values``) with attribute access and ``.to(device, dtype)``
-    (only floating-point tensors change dtype), like transformers' ``BatchFeature``."""
+    (only floating-point tensors change dtype), like transformers' ``BatchFeature``.
+    """
 
     def __getattr__(self, name: str):
         """``batch.pixel_values`` is ``batch["pixel_values"]``."""
@@ -33,7 +35,8 @@ class BatchFeature(dict):
 
     def to(self, *args, **kwargs) -> BatchFeature:
         """A copy with tensors moved to a device and floating-point ones cast to a dtype:
-        ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords."""
+        ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords.
+        """
         device = kwargs.get("device")
         dtype = kwargs.get("dtype")
         for arg in args:
@@ -54,7 +57,8 @@ class BatchFeature(dict):
 
 class ModelOutput:
     """Dict-like access to a dataclass of outputs, as transformers' ``ModelOutput``: fields that
-    are None are absent; ``output[0]`` is the first present field, ``output["mask"]`` a field."""
+    are None are absent; ``output[0]`` is the first present field, ``output["mask"]`` a field.
+    """
 
     def keys(self) -> list[str]:
         """The names of the fields that are not None, in declaration order."""
@@ -104,7 +108,8 @@ class Facade(DeviceMixin, nn.Module):
 
 def read_config(source: str | os.PathLike, kwargs: dict[str, Any], *, processor: bool = False):
     """The Hub checkpoint at ``source`` without its weights; ``revision`` and ``cache_dir`` are
-    taken out of ``kwargs`` (the rest are overrides for the caller)."""
+    taken out of ``kwargs`` (the rest are overrides for the caller).
+    """
     hub = {k: kwargs.pop(k) for k in ("revision", "cache_dir") if k in kwargs}
     return resolve_checkpoint(
         source, weights=False, config=not processor, processor=processor, **hub

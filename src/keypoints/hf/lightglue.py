@@ -37,10 +37,13 @@ _DETECTOR = "keypoint_detector."
 
 @config_class
 class LightGlueConfig:
-    """transformers' ``LightGlueConfig`` fields and defaults. ``keypoint_detector_config``: the
-    SuperPoint config as a dict (default: SuperPoint's defaults). Grouped-query attention
-    (``num_key_value_heads`` other than ``num_attention_heads``), activations other than GELU
-    and attention without bias are not used by any released LightGlue and are refused."""
+    """transformers' ``LightGlueConfig`` fields and defaults.
+
+    ``keypoint_detector_config``: the SuperPoint config as a dict (default: SuperPoint's defaults).
+    Grouped-query attention (``num_key_value_heads`` other than ``num_attention_heads``),
+    activations other than GELU and attention without bias are not used by any released LightGlue
+    and are refused.
+    """
 
     model_type = "lightglue"
 
@@ -102,7 +105,8 @@ class LightGlueConfig:
 class LightGlueKeypointMatchingOutput(ModelOutput):
     """transformers' output: ``matches (B, 2, N)`` (index into the other image, -1: none),
     ``matching_scores (B, 2, N)``, ``keypoints (B, 2, N, 2)`` relative (x, y), ``prune
-    (B, 2, N)`` (layers each keypoint went through), ``mask (B, 2, N)`` int32."""
+    (B, 2, N)`` (layers each keypoint went through), ``mask (B, 2, N)`` int32.
+    """
 
     loss: torch.Tensor | None = None
     matches: torch.Tensor | None = None
@@ -135,7 +139,8 @@ class LightGlueForKeypointMatching(Facade):
     @property
     def matcher(self) -> LightGlue:
         """The core matcher (sharing these weights): pass it, or this model, as ``matcher=`` to
-        :func:`keypoints.match`."""
+        :func:`keypoints.match`.
+        """
         self._sync_options()
         return self.core
 
@@ -148,7 +153,8 @@ class LightGlueForKeypointMatching(Facade):
 
     def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
         """Load a state dict with transformers' key names (the detector's part may also use
-        Magic Leap's); problems name the keys (:func:`~keypoints.models.base.load_checked`)."""
+        Magic Leap's); problems name the keys (:func:`~keypoints.models.base.load_checked`).
+        """
         detector = {k[len(_DETECTOR) :]: v for k, v in state.items() if k.startswith(_DETECTOR)}
         merged = {k: v for k, v in state.items() if not k.startswith(_DETECTOR)}
         merged.update({_DETECTOR + k: v for k, v in convert_state_dict(detector).items()})
@@ -166,7 +172,8 @@ class LightGlueForKeypointMatching(Facade):
         its keys are mapped, and as it holds no detector, SuperPoint comes from ``detector``
         (a Hub id or path) with the settings transformers' conversion uses (2048 keypoints,
         threshold 0.0005). Keyword ``overrides`` change config fields
-        (``depth_confidence=-1``). Returns the model in eval mode."""
+        (``depth_confidence=-1``). Returns the model in eval mode.
+        """
         text = os.fspath(source)
         if text in CVG_FEATURES or (
             os.path.isfile(text) and is_cvg_state_dict(load_state_dict(text))
@@ -181,7 +188,7 @@ class LightGlueForKeypointMatching(Facade):
 
     @classmethod
     def _from_cvg(cls, source: str, detector, strict: bool, **overrides):
-        """cvg's SuperPoint LightGlue (converted by LightGlue.from_pretrained) + SuperPoint."""
+        """Cvg's SuperPoint LightGlue (converted by LightGlue.from_pretrained) + SuperPoint."""
         matcher = LightGlue.from_pretrained(source)
         if matcher.config.input_dim != 256 or matcher.config.add_scale_ori:
             raise ConfigError(
@@ -199,7 +206,8 @@ class LightGlueForKeypointMatching(Facade):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` with transformers' key names, loadable
-        by transformers' ``LightGlueForKeypointMatching.from_pretrained(directory)``."""
+        by transformers' ``LightGlueForKeypointMatching.from_pretrained(directory)``.
+        """
         from safetensors.torch import save_file
 
         os.makedirs(directory, exist_ok=True)
@@ -225,7 +233,7 @@ class LightGlueForKeypointMatching(Facade):
         output_hidden_states=None,
         **kwargs,
     ) -> LightGlueKeypointMatchingOutput:
-        """transformers' forward; see the class docstring."""
+        """Transformers' forward; see the class docstring."""
         if labels is not None:
             raise ConfigError("LightGlue is not trainable: no labels")
         if kwargs:
@@ -277,7 +285,8 @@ def _pairs(images) -> list:
 
 class LightGlueImageProcessor(SuperPointImageProcessor):
     """transformers' ``LightGlueImageProcessor``: the SuperPoint preprocessing (resize to 480x640,
-    rescale, NTSC grayscale) on image pairs; ``pixel_values (B, 2, 3, H, W)``."""
+    rescale, NTSC grayscale) on image pairs; ``pixel_values (B, 2, 3, H, W)``.
+    """
 
     def to_dict(self) -> dict:
         """The settings, as ``preprocessor_config.json`` holds them."""
@@ -297,7 +306,8 @@ class LightGlueImageProcessor(SuperPointImageProcessor):
         """Per pair: ``keypoints0 (K, 2)`` and ``keypoints1 (K, 2)`` int32 absolute (x, y) in
         images of ``target_sizes`` ((height, width) per image of each pair, truncated to int as
         transformers does) and ``matching_scores (K,)`` of the matches scoring above
-        ``threshold``."""
+        ``threshold``.
+        """
         mask = outputs.mask
         sizes = torch.as_tensor(target_sizes, device=mask.device)
         if sizes.ndim != 3 or sizes.shape[1:] != (2, 2) or len(sizes) != len(mask):
@@ -325,7 +335,8 @@ class LightGlueImageProcessor(SuperPointImageProcessor):
 
     def visualize_keypoint_matching(self, images, keypoint_matching_output) -> list:
         """Each pair side by side with its matches, coloured from red (score 0) to green (1),
-        as PIL images (transformers' drawing)."""
+        as PIL images (transformers' drawing).
+        """
         from PIL import Image, ImageDraw
 
         arrays = [to_array(x) for x in _pairs(images)]

@@ -43,14 +43,16 @@ __all__ = [
 class SuperPointConfig(sp.SuperPointConfig):
     """transformers' ``SuperPointConfig``: :class:`keypoints.models.superpoint.SuperPointConfig`
     (the same fields, names and defaults) with transformers' ``initializer_range`` and its
-    ``config.json`` persistence."""
+    ``config.json`` persistence.
+    """
 
     initializer_range: float = 0.02
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, **overrides) -> SuperPointConfig:
         """Read ``config.json`` from a Hub id or Hub-layout folder (defaults for a bare weights
-        file), then apply keyword ``overrides`` (e.g. ``max_keypoints=300``)."""
+        file), then apply keyword ``overrides`` (e.g. ``max_keypoints=300``).
+        """
         ckpt = read_config(source, overrides)
         return cls.from_dict(ckpt.config or {}, **overrides)
 
@@ -184,7 +186,8 @@ class SuperPointImageProcessor:
     ) -> list[dict[str, torch.Tensor]]:
         """Per image: ``keypoints (N, 2)`` int32 absolute (x, y) in an image of ``target_sizes``
         = (height, width) (truncated to int, as transformers does), ``scores (N,)``,
-        ``descriptors (N, D)``."""
+        ``descriptors (N, D)``.
+        """
         mask = get_field(outputs, "mask")
         if isinstance(target_sizes, torch.Tensor):
             sizes = target_sizes
@@ -211,7 +214,8 @@ class SuperPointImageProcessor:
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, **kwargs) -> SuperPointImageProcessor:
         """Read ``preprocessor_config.json`` from a Hub id or Hub-layout folder (defaults for a
-        bare weights file); keyword arguments override it."""
+        bare weights file); keyword arguments override it.
+        """
         ckpt = read_config(source, kwargs, processor=True)
         return cls(**{**(ckpt.processor or {}), **kwargs})
 
@@ -250,7 +254,8 @@ def _parse_size(size) -> dict[str, int]:
 class SuperPointKeypointDescriptionOutput(ModelOutput):
     """transformers' output: ``keypoints (B, N, 2)`` relative (x, y) (multiply by (width,
     height) for pixels), ``scores (B, N)``, ``descriptors (B, N, D)``, ``mask (B, N)`` int32
-    (1 = keypoint, 0 = padding), ``hidden_states`` (each encoder block's output) when asked."""
+    (1 = keypoint, 0 = padding), ``hidden_states`` (each encoder block's output) when asked.
+    """
 
     loss: torch.Tensor | None = None
     keypoints: torch.Tensor | None = None
@@ -262,7 +267,8 @@ class SuperPointKeypointDescriptionOutput(ModelOutput):
 
 def _as_config(config, overrides: dict) -> SuperPointConfig:
     """``config`` (None, a core or a transformers config, or a dict) as this package's
-    transformers-style config, with ``overrides`` applied."""
+    transformers-style config, with ``overrides`` applied.
+    """
     if config is None:
         config = SuperPointConfig()
     elif not isinstance(config, SuperPointConfig):
@@ -309,7 +315,7 @@ class SuperPointForKeypointDetection(Facade):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SuperPointKeypointDescriptionOutput | tuple:
-        """transformers' forward; see the class docstring."""
+        """Transformers' forward; see the class docstring."""
         if labels is not None:
             raise ConfigError("SuperPoint does not support training (labels)")
         if kwargs:
@@ -362,7 +368,8 @@ class SuperPointForKeypointDetection(Facade):
         """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
         layout folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key
         naming). Keyword ``overrides`` change config fields (``max_keypoints=300``); ``backend``
-        and ``precision`` as :meth:`keypoints.SuperPoint.from_pretrained`."""
+        and ``precision`` as :meth:`keypoints.SuperPoint.from_pretrained`.
+        """
         ckpt = resolve_checkpoint(
             source,
             revision=revision,
@@ -376,7 +383,8 @@ class SuperPointForKeypointDetection(Facade):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by
-        transformers' ``SuperPointForKeypointDetection.from_pretrained(directory)``."""
+        transformers' ``SuperPointForKeypointDetection.from_pretrained(directory)``.
+        """
         from safetensors.torch import save_file
 
         os.makedirs(directory, exist_ok=True)

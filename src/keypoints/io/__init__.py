@@ -20,7 +20,8 @@ FORMATS = ("npz", "json")
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder), so an
-    interrupted run never leaves a half-written file under the final name. Returns ``path``."""
+    interrupted run never leaves a half-written file under the final name. Returns ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

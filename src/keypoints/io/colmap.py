@@ -48,7 +48,8 @@ def _pycolmap():
 
 def matched_pairs(matches: str | os.PathLike, names: list[str]) -> list[tuple[str, str]]:
     """The ``(name0, name1)`` pairs stored in a matches file (hloc's ``name0/name1`` groups,
-    '/' inside names replaced by '-'), mapped back to the image ``names``."""
+    '/' inside names replaced by '-'), mapped back to the image ``names``.
+    """
     by_key: dict[str, str] = {}
     for name in names:
         key = name.replace("/", "-")

@@ -98,7 +98,8 @@ def _text(value) -> str | None:
 
 def list_names(path: str | os.PathLike | h5py.Group) -> list[str]:
     """Names of the images with features in a features file, sorted (as hloc's
-    ``list_h5_names``: every group holding a ``keypoints`` dataset)."""
+    ``list_h5_names``: every group holding a ``keypoints`` dataset).
+    """
     if not isinstance(path, h5py.Group):
         with h5py.File(path, "r") as file:
             return list_names(file)
@@ -113,14 +114,15 @@ def list_names(path: str | os.PathLike | h5py.Group) -> list[str]:
 
 
 def pair_name(name0: str, name1: str) -> str:
-    """hloc's ``names_to_pair``: ``name0/name1`` with '/' inside each name replaced by '-'."""
+    """Hloc's ``names_to_pair``: ``name0/name1`` with '/' inside each name replaced by '-'."""
     return f"{name0.replace('/', '-')}/{name1.replace('/', '-')}"
 
 
 def write_matches(file: h5py.File, name0: str, name1: str, matches: Matches,
                   num_keypoints0: int, scores: np.ndarray | None = None) -> None:  # fmt: skip
     """Write ``matches`` of the pair as ``matches0 (N0,)`` (-1: unmatched) and
-    ``matching_scores0 (N0,)`` (``scores`` per match, default ``matches.scores``, else 1)."""
+    ``matching_scores0 (N0,)`` (``scores`` per match, default ``matches.scores``, else 1).
+    """
     key = pair_name(name0, name1)
     if key in file:
         del file[key]

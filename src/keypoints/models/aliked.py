@@ -95,7 +95,8 @@ def bundled_weights(model_name: str):
 # Building blocks (reference names: conv1/bn1/conv2/bn2, offset_conv/regular_conv) -----------
 class DeformableConv2d(nn.Module):
     """3x3 deformable convolution whose offsets come from a plain 3x3 convolution of the input,
-    clamped to a quarter of the map size (the reference's DeformableConv2d, without mask)."""
+    clamped to a quarter of the map size (the reference's DeformableConv2d, without mask).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
@@ -119,8 +120,11 @@ def _conv(c_in: int, c_out: int, deformable: bool) -> nn.Module:
 
 
 class ConvBlock(nn.Module):
-    """conv-BN-SELU twice. (SELUs run in place here: torch's out-of-place SELU costs twice as
-    much on CPU, mostly in touching freshly allocated memory.)"""
+    """conv-BN-SELU twice.
+
+    (SELUs run in place here: torch's out-of-place SELU costs twice as much on CPU, mostly in
+    touching freshly allocated memory.)
+    """
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
@@ -171,7 +175,8 @@ class FeatureMaps:
 
     def at(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Normalised features at integer pixels ``x``, ``y`` ``(B, P)`` (inside the image)
-        -> ``(B, P, dim)``."""
+        -> ``(B, P, dim)``.
+        """
         px, py = x + self.offset[0], y + self.offset[1]
         index = (py * self.width + px)[..., None].expand(-1, -1, self.full.shape[-1])
         parts = [self.full.gather(1, index)]
@@ -186,7 +191,8 @@ class FeatureMaps:
 
     def sample(self, positions: torch.Tensor) -> torch.Tensor:
         """Bilinear samples at ``(B, P, 2)`` (x, y) float pixels -> ``(B, P, dim)``: zeros
-        outside the image, as ``grid_sample(align_corners=True)`` on the full map."""
+        outside the image, as ``grid_sample(align_corners=True)`` on the full map.
+        """
         height, width = self.size
         x0, y0 = positions[..., 0].floor(), positions[..., 1].floor()
         fx, fy = positions[..., 0] - x0, positions[..., 1] - y0
@@ -206,7 +212,8 @@ class FeatureMaps:
 
 class SDDH(nn.Module):
     """Sparse deformable descriptor head: per keypoint, M offsets are predicted from its 3x3
-    feature patch, features are sampled there, projected and aggregated into one descriptor."""
+    feature patch, features are sampled there, projected and aggregated into one descriptor.
+    """
 
     def __init__(self, dim: int, kernel_size: int, positions: int) -> None:
         super().__init__()
@@ -221,7 +228,8 @@ class SDDH(nn.Module):
 
     def forward(self, features: FeatureMaps, keypoints: torch.Tensor) -> torch.Tensor:
         """``features`` of an ``(H, W)`` image, ``keypoints (B, N, 2)`` float pixels ->
-        descriptors ``(B, N, C)``."""
+        descriptors ``(B, N, C)``.
+        """
         height, width = features.size
         batch, n, _ = keypoints.shape
         k = self.kernel_size
@@ -302,7 +310,8 @@ class ALIKED(KeypointModel):
         """``(B, 3, H, W)`` -> score map ``(B, H, W)`` in [0, 1] and the four aggregation maps
         ``(B, dim/4, h, w)`` of the padded image at 1, 1/2, 1/8 and 1/32 resolution, from which
         :class:`FeatureMaps` computes the features where they are needed. Runs channels-last
-        (weights and activations), about 1.7x faster on CPU than the default layout."""
+        (weights and activations), about 1.7x faster on CPU than the default layout.
+        """
         image = image.contiguous(memory_format=torch.channels_last)
         height, width = image.shape[-2:]
         left, right, top, bottom = self.padding(height, width)
@@ -332,7 +341,8 @@ class ALIKED(KeypointModel):
     @staticmethod
     def padding(height: int, width: int) -> tuple[int, int, int, int]:
         """(left, right, top, bottom) replicate padding to multiples of 32, centred as in the
-        reference."""
+        reference.
+        """
         pad_h, pad_w = -height % 32, -width % 32
         return pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
 
@@ -394,7 +404,8 @@ class ALIKED(KeypointModel):
     @staticmethod
     def _thresholds(scores, nms, threshold, border, image_sizes) -> torch.Tensor:
         """Per image: ``threshold``, or the image's mean score when no NMS maximum inside the
-        border passes it (or when ``threshold`` is 0), as the reference's DKD does."""
+        border passes it (or when ``threshold`` is 0), as the reference's DKD does.
+        """
         batch = scores.shape[0]
         means = scores.reshape(batch, -1).mean(1)
         if threshold <= 0:
@@ -416,7 +427,8 @@ class ALIKED(KeypointModel):
     ) -> ALIKED:
         """Load a variant: ``source`` None or a variant name takes the bundled weights (no
         network); otherwise a checkpoint path (``.pth`` read with ``weights_only=True``, or
-        ``.safetensors``) for the variant given by ``model_name=``."""
+        ``.safetensors``) for the variant given by ``model_name=``.
+        """
         if source is not None and os.fspath(source) in VARIANTS:
             overrides.setdefault("model_name", os.fspath(source))
             source = None

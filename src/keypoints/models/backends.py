@@ -68,7 +68,8 @@ def resolve_backend(name: str, supported: bool = True) -> str:
 
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bfloat16 arithmetic (x86 avx512_bf16 or AMX; read from
-    /proc/cpuinfo, so False where that file is absent)."""
+    /proc/cpuinfo, so False where that file is absent).
+    """
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -108,7 +109,8 @@ class _DenseGraph(nn.Module):
 def export_onnx(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
     """Export ``model``'s dense network to ONNX at ``path`` with dynamic batch, height and
     width (keypoint selection is kept outside the graph). Inputs: ``image`` ``(B, C, H, W)``
-    float32; outputs: the model's ``dense_output_names``. Written atomically."""
+    float32; outputs: the model's ``dense_output_names``. Written atomically.
+    """
     from ..io import atomic_write
 
     channels = model.input_channels
@@ -131,7 +133,8 @@ def export_onnx(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
 
 def graph_hash(model) -> str:
     """A short hash of what the exported graph depends on: the model's class, config and
-    weights, and the torch version that exports it."""
+    weights, and the torch version that exports it.
+    """
     options = {"config": model.config.to_dict(), "torch": torch.__version__}
     return fingerprint(type(model).__name__, options, state_digest(model))
 
@@ -180,7 +183,8 @@ _NMS_SESSIONS: dict[int, object] = {}
 def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
     """:func:`keypoints.models.ops.simple_nms` run by onnxruntime (about 10x faster on CPU
     than torch's max-pooling here; max and equality are exact, so the result is identical).
-    The small graph is exported once per radius and cached."""
+    The small graph is exported once per radius and cached.
+    """
     import onnxruntime as ort
 
     if radius == 0:

@@ -1,5 +1,6 @@
 """What every keypoint network shares: the :class:`~keypoints.models.protocol.Detector`
-protocol on top of a batched tensor ``forward``, device/dtype, backends, safe weight loading."""
+protocol on top of a batched tensor ``forward``, device/dtype, backends, safe weight loading.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
     def set_backend(self, backend: str = "auto"):
         """Run the dense network with ``"torch"``, ``"onnxruntime"`` (the same graph exported
         and cached; falls back to torch with a warning when onnxruntime is missing), or
-        ``"auto"`` (onnxruntime when installed). Returns the model."""
+        ``"auto"`` (onnxruntime when installed). Returns the model.
+        """
         from .backends import onnxruntime_available, resolve_backend
 
         self.backend = resolve_backend(backend, supported=bool(self.dense_output_names))
@@ -74,7 +76,8 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
     def set_precision(self, precision: str = "fp32"):
         """``"fp32"`` (default) or ``"bf16"``: the dense network under bfloat16 autocast,
         channels-last, in torch (faster where the CPU has avx512_bf16 or AMX; elsewhere it
-        warns and stays fp32). Keypoint selection and sampling stay fp32. Returns the model."""
+        warns and stays fp32). Keypoint selection and sampling stay fp32. Returns the model.
+        """
         from .backends import resolve_precision
 
         self.precision = resolve_precision(precision)
@@ -99,7 +102,8 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
 
     def nms(self, scores: torch.Tensor, radius: int) -> torch.Tensor:
         """:func:`~keypoints.models.ops.simple_nms` of ``(B, H, W)`` scores on the backend
-        (identical results; onnxruntime's max-pooling is much faster on CPU)."""
+        (identical results; onnxruntime's max-pooling is much faster on CPU).
+        """
         on_cpu = scores.device.type == "cpu" and scores.dtype == torch.float32
         if self.nms_backend == "onnxruntime" and on_cpu:
             from .backends import onnx_nms
@@ -162,7 +166,8 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
 
     def finish_loading(self, state, strict: bool, backend: str, precision: str):
         """Load ``state``, switch to eval mode, set backend and precision: the end of every
-        ``from_pretrained``. Returns the model."""
+        ``from_pretrained``. Returns the model.
+        """
         self.load_weights(state, strict=strict)
         return self.eval().set_backend(backend).set_precision(precision)
 

@@ -78,7 +78,8 @@ def config_class(cls):
     @classmethod
     def from_dict(cls_, data: Mapping[str, Any], **overrides):
         """Build from a saved dict (transformers' metadata keys and unknown keys are ignored)
-        plus keyword overrides (which must be valid option names)."""
+        plus keyword overrides (which must be valid option names).
+        """
         model_type = data.get("model_type")
         expected = getattr(cls_, "model_type", None)
         if model_type is not None and expected is not None and model_type != expected:

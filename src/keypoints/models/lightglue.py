@@ -75,7 +75,8 @@ class LightGlueMatcherConfig:
 # pure helpers ----------------------------------------------------------------------------------
 def normalize_keypoints(keypoints: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     """``(B, N, 2)`` pixel (x, y) keypoints of images of ``size (B, 2)`` = (width, height) ->
-    centred coordinates scaled by half the longest side (LightGlue's normalisation)."""
+    centred coordinates scaled by half the longest side (LightGlue's normalisation).
+    """
     size = size.to(keypoints)
     shift = size / 2
     scale = size.max(-1).values / 2
@@ -96,7 +97,8 @@ def log_double_softmax(similarity: torch.Tensor, matchability0: torch.Tensor,
                        matchability1: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """``(B, M, N)`` similarities and ``(B, M, 1)``, ``(B, N, 1)`` matchability logits ->
     ``(B, M+1, N+1)`` log assignment scores (dual softmax plus log-sigmoid matchability; the
-    last row and column are the "unmatched" bins)."""
+    last row and column are the "unmatched" bins).
+    """
     batch, m, n = similarity.shape
     certainties = F.logsigmoid(matchability0) + F.logsigmoid(matchability1).transpose(1, 2)
     scores0 = F.log_softmax(similarity, 2)
@@ -110,7 +112,8 @@ def log_double_softmax(similarity: torch.Tensor, matchability0: torch.Tensor,
 
 def matches_from_scores(scores: torch.Tensor, threshold: float):
     """Mutual best matches of ``(B, M+1, N+1)`` log scores above ``threshold`` (probability):
-    ``matches0 (B, M)``, ``matches1 (B, N)`` (-1: unmatched) and their scores."""
+    ``matches0 (B, M)``, ``matches1 (B, N)`` (-1: unmatched) and their scores.
+    """
     max0, max1 = scores[:, :-1, :-1].max(2), scores[:, :-1, :-1].max(1)
     m0, m1 = max0.indices, max1.indices
     mutual0 = torch.arange(m0.shape[1], device=m0.device)[None] == m1.gather(1, m0)
@@ -133,7 +136,8 @@ class Attention(nn.Module):
 
     def forward(self, x, source, mask, rotary=None):
         """``x (B, N, D)`` attends to ``source (B, S, D)``; ``mask (B, S)`` bool keys; rotary
-        ``(cos, sin)`` of ``(B, N, D/heads)`` for self-attention."""
+        ``(cos, sin)`` of ``(B, N, D/heads)`` for self-attention.
+        """
         batch, n, dim = x.shape
 
         def split(t):
@@ -160,7 +164,8 @@ class MLP(nn.Module):
 
 class TransformerLayer(nn.Module):
     """Self-attention (with rotary positions) then cross-attention between the two images of
-    each pair (rows 2i and 2i+1), each followed by an MLP on [x, message] with a residual."""
+    each pair (rows 2i and 2i+1), each followed by an MLP on [x, message] with a residual.
+    """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -249,7 +254,8 @@ class LightGlueMatcher(nn.Module):
     def set_precision(self, precision: str = "fp32"):
         """``"fp32"`` (default) or ``"bf16"``: the transformer layers under bfloat16 autocast
         (faster where the CPU has avx512_bf16 or AMX; elsewhere it warns and stays fp32); the
-        positions, token confidence, pruning and match assignment stay fp32. Returns the model."""
+        positions, token confidence, pruning and match assignment stay fp32. Returns the model.
+        """
         from .backends import resolve_precision
 
         self.precision = resolve_precision(precision)
@@ -327,7 +333,8 @@ class LightGlueMatcher(nn.Module):
     def _finish(self, layer, x, mask, rows, index, seen, results) -> None:
         """Match the pairs in ``x`` with the assignment head of ``layer`` and write the results
         (in original keypoint ids) into their output rows; ``seen`` (per original id) becomes
-        the prune output when given, else the layer count."""
+        the prune output when given, else the layer count.
+        """
         out_matches, out_scores, out_prune = results
         scores = self.match_assignment_layers[layer](x, mask)
         m0, m1, s0, s1 = matches_from_scores(scores, self.config.filter_threshold)
@@ -346,7 +353,8 @@ class LightGlueMatcher(nn.Module):
 
 def _pack(keep: torch.Tensor, *tensors: torch.Tensor):
     """Per row, the entries where ``keep`` is True moved to the front (in order), padded to the
-    longest row: ``mask`` and padding False/0, the last tensor (original ids) -1."""
+    longest row: ``mask`` and padding False/0, the last tensor (original ids) -1.
+    """
     counts = keep.sum(1)
     width = int(counts.max()) if len(counts) else 0
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
@@ -458,7 +466,8 @@ def convert_cvg_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 def config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> LightGlueMatcherConfig:
     """The architecture of a state dict in our (transformers') names: descriptor and input
-    sizes, layer and head counts, scale/orientation inputs; ``overrides`` set the options."""
+    sizes, layer and head counts, scale/orientation inputs; ``overrides`` set the options.
+    """
     try:
         dim = state["match_assignment_layers.0.final_projection.weight"].shape[0]
         projector = state["positional_encoder.projector.weight"]
@@ -478,7 +487,8 @@ def config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> Light
 class LightGlue(DeviceMixin, LightGlueMatcher):
     """LightGlue for the features of any detector (see :func:`keypoints.match`); the network
     and ``forward`` are :class:`LightGlueMatcher`'s. ``features`` names the release weights it
-    was loaded from (``"superpoint"``, ``"aliked"``, ``"sift"``, ...), else None."""
+    was loaded from (``"superpoint"``, ``"aliked"``, ``"sift"``, ...), else None.
+    """
 
     features: str | None = None
 

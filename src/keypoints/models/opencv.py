@@ -1,8 +1,9 @@
-"""OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al. 2011) as :class:`~keypoints.models.protocol.
-Detector` s: ``extract(prepared images)`` -> :class:`~keypoints.Features` with scales and
-orientations, and ``detect_image(gray uint8 (H, W))`` -> keypoints (N, 2) float32 (x, y),
-scores (N,), descriptors (N, D), scales (N,) and orientations (N,). OpenCV's pixel convention
-(centres at integers) is ours.
+"""OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al.
+
+2011) as :class:`~keypoints.models.protocol. Detector` s: ``extract(prepared images)`` ->
+:class:`~keypoints.Features` with scales and orientations, and ``detect_image(gray uint8 (H, W))``
+-> keypoints (N, 2) float32 (x, y), scores (N,), descriptors (N, D), scales (N,) and orientations
+(N,). OpenCV's pixel convention (centres at integers) is ours.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def rootsift(descriptors):
 @config_class
 class SIFTConfig:
     """``max_keypoints`` (-1: all; else the best by response), ``threshold`` (OpenCV's
-    contrastThreshold, 0.04), ``rootsift`` (RootSIFT, Arandjelovic & Zisserman 2012)."""
+    contrastThreshold, 0.04), ``rootsift`` (RootSIFT, Arandjelovic & Zisserman 2012).
+    """
 
     max_keypoints: int = -1
     threshold: float = 0.04
@@ -47,7 +49,8 @@ class SIFTConfig:
 @config_class
 class ORBConfig:
     """``max_keypoints`` (OpenCV's nfeatures, default 2048), ``threshold`` (the FAST threshold
-    as a fraction of 255, default 20/255 as OpenCV)."""
+    as a fraction of 255, default 20/255 as OpenCV).
+    """
 
     max_keypoints: int = 2048
     threshold: float = 20 / 255
@@ -126,7 +129,8 @@ class _OpenCVDetector(InfoFacts):
     def detect_image(self, gray: np.ndarray, **options):
         """``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D),
         scales (N,) (OpenCV's ``KeyPoint.size``, pixels) and orientations (N,) (radians), numpy,
-        the N best by OpenCV's response, in decreasing order."""
+        the N best by OpenCV's response, in decreasing order.
+        """
         conf = self.config.replace(**options) if options else self.config
         dim, dtype = self.descriptor_dim, np.uint8 if self.binary else np.float32
         too_small = min(gray.shape) < self.min_size  # OpenCV asserts on these

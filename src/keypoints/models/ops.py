@@ -24,7 +24,8 @@ __all__ = [
 
 def cells_to_heatmap(logits: torch.Tensor, cell: int) -> torch.Tensor:
     """SuperPoint's detector output ``(B, cell*cell + 1, h, w)`` -> ``(B, h*cell, w*cell)``
-    probabilities: softmax over each cell's pixels and the dustbin, dustbin dropped."""
+    probabilities: softmax over each cell's pixels and the dustbin, dustbin dropped.
+    """
     prob = F.softmax(logits, 1)[:, :-1]
     b, _, h, w = prob.shape
     prob = prob.permute(0, 2, 3, 1).reshape(b, h, w, cell, cell)
@@ -157,7 +158,8 @@ def sample_descriptors(
 
 def concat_padded(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Concatenate batched, padded extraction outputs (``keypoints (B, N, 2)``, ``scores``,
-    ``descriptors``, ``mask (B, N)``) along the batch, zero-padding N to the largest."""
+    ``descriptors``, ``mask (B, N)``) along the batch, zero-padding N to the largest.
+    """
     n = max(o["mask"].shape[1] for o in outputs)
     result = {}
     for key in outputs[0]:
@@ -172,7 +174,8 @@ def concat_padded(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 def sample_map(dense: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
     """Bilinearly sample a ``(B, C, H, W)`` map at ``(B, N, 2)`` (x, y) pixel positions of the
-    same grid (pixel centres at integers); returns ``(B, N, C)``, zeros outside."""
+    same grid (pixel centres at integers); returns ``(B, N, C)``, zeros outside.
+    """
     batch, channels, height, width = dense.shape
     scale = keypoints.new_tensor([max(width - 1, 1), max(height - 1, 1)])
     grid = (keypoints / scale * 2 - 1)[:, :, None]
@@ -185,7 +188,8 @@ def soft_argmax_refine(
 ) -> torch.Tensor:
     """Sub-pixel keypoints by a soft-argmax of the ``(B, H, W)`` score map over the
     ``(2r+1)^2`` window around each ``(B, N, 2)`` integer keypoint (ALIKE/ALIKED's DKD, Zhao et
-    al. 2022/2023): ``x + sum(softmax(s / T) * offset)``. The map is zero outside the image."""
+    al. 2022/2023): ``x + sum(softmax(s / T) * offset)``. The map is zero outside the image.
+    """
     batch, height, width = scores.shape
     k = 2 * radius + 1
     padded = F.pad(scores, (radius, radius, radius, radius)).reshape(batch, -1)
@@ -210,9 +214,10 @@ def deform_conv2d(
     padding: int = 1,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Deformable convolution (Dai et al. 2017; v2 modulation with ``mask``, Zhu et al. 2019)
-    in plain torch, with the semantics of ``torchvision.ops.deform_conv2d`` (stride 1,
-    dilation 1, one offset group).
+    """Deformable convolution (Dai et al.
+
+    2017; v2 modulation with ``mask``, Zhu et al. 2019) in plain torch, with the semantics of
+    ``torchvision.ops.deform_conv2d`` (stride 1, dilation 1, one offset group).
 
     Args:
         x: ``(B, C, H, W)``. weight: ``(O, C, kh, kw)``. bias: ``(O,)`` or None.

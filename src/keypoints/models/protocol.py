@@ -98,7 +98,8 @@ class DetectorInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """``name``, ``kind``, ``descriptor_dim``, ``binary``, ``license``, ``weights``,
-        ``matcher_weights`` and ``offline`` (usable now without a network), for listings."""
+        ``matcher_weights`` and ``offline`` (usable now without a network), for listings.
+        """
         return {
             "name": self.name,
             "kind": self.kind,
@@ -159,7 +160,8 @@ class Detector(Protocol):
 
     def extract(self, images: Sequence[Prepared]) -> list[Features]:
         """Detect and describe a batch of prepared images; one :class:`Features` per image, in
-        order, keypoints in original-image pixels."""
+        order, keypoints in original-image pixels.
+        """
         ...
 
 
@@ -207,13 +209,15 @@ class InfoFacts:
 
     def prepare(self, array: np.ndarray, resize: int | Sequence[int] | None) -> Prepared:
         """A decoded ``(H, W, C)`` image (:func:`keypoints.image.to_array`) -> this detector's
-        input, resized by ``resize`` (see :func:`keypoints.image.resized_shape`)."""
+        input, resized by ``resize`` (see :func:`keypoints.image.resized_shape`).
+        """
         return self.preprocessing.prepare(array, resize)
 
 
 def fingerprint(kind: str, options: dict[str, Any], weights: str = "") -> str:
     """A short hex hash of a detector's class ``kind``, its ``options`` (a JSON-able dict) and
-    the digest of its ``weights``: :data:`FINGERPRINT_LENGTH` hex digits."""
+    the digest of its ``weights``: :data:`FINGERPRINT_LENGTH` hex digits.
+    """
     text = json.dumps({"kind": kind, "options": options, "weights": weights}, sort_keys=True,
                       default=str)  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
@@ -254,7 +258,8 @@ def features_from_prepared(
 ) -> Features:
     """:class:`Features` of one prepared image: ``keypoints (N, 2)`` (x, y) in pixels of the
     prepared image are mapped back to the original image (scales too), and the detector's name
-    and fingerprint are recorded."""
+    and fingerprint are recorded.
+    """
     height, width = item.original
     if scales is not None:  # sizes in original-image pixels, as the keypoints
         factor = ((item.original[0] / item.size[0]) * (item.original[1] / item.size[1])) ** 0.5

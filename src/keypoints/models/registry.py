@@ -56,7 +56,8 @@ _CACHE: dict[tuple[str, str, str, str], Any] = {}
 def list_models() -> list[dict]:
     """One dict per registered model (see :meth:`DetectorInfo.as_dict`): ``name``, ``kind``,
     ``descriptor_dim``, ``binary``, ``license``, ``weights`` (where they come from),
-    ``matcher_weights`` (the LightGlue release for its descriptors) and ``offline``."""
+    ``matcher_weights`` (the LightGlue release for its descriptors) and ``offline``.
+    """
     return [info.as_dict() for info in MODELS.values()]
 
 

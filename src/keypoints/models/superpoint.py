@@ -123,7 +123,8 @@ def _native_key(key: str) -> str:
 
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map a SuperPoint state dict in transformers' or Magic Leap's key naming (optionally under
-    a ``module.``/``superpoint.`` prefix) to ours (Magic Leap names)."""
+    a ``module.``/``superpoint.`` prefix) to ours (Magic Leap names).
+    """
     return {_native_key(k): v for k, v in state.items()}
 
 
@@ -181,7 +182,8 @@ class SuperPoint(KeypointModel):
     # dense maps ---------------------------------------------------------------------------
     def encode_stages(self, image: torch.Tensor) -> list[torch.Tensor]:
         """``(B, 1, H, W)`` -> the output of each encoder block (after its pooling): ``(B, 64,
-        H/2, W/2)``, ..., ``(B, C, H/8, W/8)``."""
+        H/2, W/2)``, ..., ``(B, C, H/8, W/8)``.
+        """
         stages, x = [], image
         for i in range(1, self.num_blocks + 1):
             x = F.relu(getattr(self, f"conv{i}a")(x))
@@ -230,7 +232,8 @@ class SuperPoint(KeypointModel):
         **options,
     ) -> dict[str, torch.Tensor]:
         """Keypoints of a heatmap ``(B, H, W)`` and their descriptors sampled from the dense
-        descriptors ``(B, D, H/8, W/8)``; returns what :meth:`forward` returns."""
+        descriptors ``(B, D, H/8, W/8)``; returns what :meth:`forward` returns.
+        """
         conf = self.config.replace(**options) if options else self.config
         # 2. NMS of the heatmap
         heat = self.nms(heat, conf.nms_radius)
@@ -271,7 +274,8 @@ class SuperPoint(KeypointModel):
         """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
         layout folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key
         naming). Keyword ``overrides`` change config fields (``max_keypoints=300``). ``backend``
-        runs the dense network with torch or onnxruntime (see ``set_backend``)."""
+        runs the dense network with torch or onnxruntime (see ``set_backend``).
+        """
         ckpt = resolve_checkpoint(
             source,
             revision=revision,

@@ -41,7 +41,8 @@ INFO = DetectorInfo(
 @config_class
 class SuperPointOpenConfig:
     """Options: ``max_keypoints`` (-1: all), ``threshold`` (0.005), ``nms_radius`` (4),
-    ``border`` (4 pixels removed on every side)."""
+    ``border`` (4 pixels removed on every side).
+    """
 
     max_keypoints: int = -1
     threshold: float = 0.005
@@ -76,7 +77,8 @@ class VGGBlock(nn.Sequential):
 
 class SuperPointOpen(KeypointModel):
     """The MIT SuperPoint; ``forward`` as :class:`keypoints.SuperPoint` (grayscale
-    ``(B, 1, H, W)`` input, padded to a multiple of 8 by the pipeline)."""
+    ``(B, 1, H, W)`` input, padded to a multiple of 8 by the pipeline).
+    """
 
     config_class = SuperPointOpenConfig
 
@@ -107,7 +109,8 @@ class SuperPointOpen(KeypointModel):
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 1, H, W)`` -> heatmap ``(B, H, W)`` (softmax over each cell and the dustbin)
-        and L2-normalised dense descriptors ``(B, D, H/8, W/8)``."""
+        and L2-normalised dense descriptors ``(B, D, H/8, W/8)``.
+        """
         features = self.backbone(image)
         heat = ops.cells_to_heatmap(self.detector(features), self.config.cell_size)
         return heat, F.normalize(self.descriptor(features), p=2, dim=1)
@@ -145,7 +148,8 @@ class SuperPointOpen(KeypointModel):
     ) -> SuperPointOpen:
         """``source`` None downloads (once, then cached) the MIT weights from rpautrat/SuperPoint;
         otherwise a local checkpoint in the same key layout. ``backend``: see
-        :meth:`~keypoints.models.base.KeypointModel.set_backend`."""
+        :meth:`~keypoints.models.base.KeypointModel.set_backend`.
+        """
         model = cls(SuperPointOpenConfig(**overrides))
         if source is None:
             path = download_url(

@@ -1,6 +1,7 @@
 """Batch work over many images: listing them, extracting their features into one file (local
 and Ray engines), choosing pairs, and matching pairs into one file, each stage resumable and
-crash-safe."""
+crash-safe.
+"""
 
 from .extract import ExtractReport, extract, extract_report
 from .images import IMAGE_EXTENSIONS, list_images

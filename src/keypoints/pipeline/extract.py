@@ -74,7 +74,8 @@ def extract(
 ) -> Path:
     """Extract features of many images into ``output`` (hloc's HDF5 layout, see
     :mod:`keypoints.io.hloc`). Returns the output path; see :func:`extract_report` for the
-    arguments and behaviour."""
+    arguments and behaviour.
+    """
     return extract_report(images, output, model, **kwargs).output
 
 

@@ -1,5 +1,6 @@
 """Image pairs for structure-from-motion: every pair, a sliding window, or a text file
-(hloc's format, one ``name0 name1`` per line)."""
+(hloc's format, one ``name0 name1`` per line).
+"""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def sequential_pairs(names: Sequence[str], window: int) -> list[tuple[str, str]]
 
 def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     """Pairs from a text file, one ``name0 name1`` per line (hloc's format; blank lines and
-    ``#`` comments skipped)."""
+    ``#`` comments skipped).
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageNotFoundError(f"{path}: no such pairs file")
@@ -69,7 +71,8 @@ def pairs_from(
 ) -> list[tuple[str, str]]:
     """Pairs from exactly one of: a ``pairs_file``, ``exhaustive``, or ``sequential`` (window
     K) over the image names of ``source`` (a features ``.h5``, an image folder, or a text file
-    of paths)."""
+    of paths).
+    """
     chosen = [pairs_file is not None, exhaustive, sequential is not None]
     if sum(chosen) != 1:
         raise ConfigError("choose exactly one of --pairs FILE, --exhaustive, --sequential K")

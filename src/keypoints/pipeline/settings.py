@@ -1,5 +1,6 @@
 """What determines the features an extraction writes, recorded in every file it writes and
-compared field by field before a run adds to an existing file."""
+compared field by field before a run adds to an existing file.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ class ExtractSettings:
     @classmethod
     def from_json(cls, text: str | bytes | None) -> ExtractSettings | None:
         """The settings a file recorded, or None when it recorded none or an older layout
-        (written before keypoints recorded fingerprints)."""
+        (written before keypoints recorded fingerprints).
+        """
         if text is None:
             return None
         try:
@@ -83,7 +85,8 @@ class ExtractSettings:
 
     def differences(self, other: ExtractSettings) -> list[str]:
         """``field: <self's value> != <other's value>`` for every field that differs (options
-        compared option by option)."""
+        compared option by option).
+        """
         out = []
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
@@ -97,7 +100,8 @@ class ExtractSettings:
 
     def check_same(self, recorded: str | bytes | None, where: str) -> None:
         """Raise :class:`ConfigError` naming the differing fields unless the settings
-        ``recorded`` in ``where`` (a file) are these (files that recorded none pass)."""
+        ``recorded`` in ``where`` (a file) are these (files that recorded none pass).
+        """
         if recorded is None:
             return
         previous = ExtractSettings.from_json(recorded)
@@ -118,7 +122,8 @@ class ExtractSettings:
 @dataclass(frozen=True)
 class ExtractJob:
     """One extraction run, as plain values an engine's workers need (a thread here, or a Ray
-    actor elsewhere): the settings, where the images are, where shards go, the pixel limit."""
+    actor elsewhere): the settings, where the images are, where shards go, the pixel limit.
+    """
 
     settings: ExtractSettings
     root: str
@@ -128,7 +133,8 @@ class ExtractJob:
 
 def read_settings(path) -> ExtractSettings | None:
     """The settings a features file records (None for a file of another tool or an older
-    keypoints)."""
+    keypoints).
+    """
     import h5py
 
     with h5py.File(path, "r") as file:

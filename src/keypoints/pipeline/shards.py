@@ -1,6 +1,7 @@
 """Crash-safe storage of extraction results: shard files, each completed under a temporary name
 and renamed into ``<output>.parts/``, merged into the output by writing a temporary file that
-is renamed onto it. A kill at any moment leaves the output and the complete shards readable."""
+is renamed onto it. A kill at any moment leaves the output and the complete shards readable.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ __all__ = ["ShardWriter", "check_output", "resume_shards", "merge", "write_error
 
 
 def check_output(output: Path, settings: ExtractSettings, overwrite: bool) -> bool:
-    """Whether the existing ``output`` is kept (merged into). Raises :class:`ConfigError`
-    naming the differing fields when it was written with other settings, unless
-    ``overwrite`` (then it is replaced, never mixed)."""
+    """Whether the existing ``output`` is kept (merged into).
+
+    Raises :class:`ConfigError` naming the differing fields when it was written with other settings,
+    unless ``overwrite`` (then it is replaced, never mixed).
+    """
     if not output.exists():
         return False
     try:
@@ -43,9 +46,11 @@ def check_output(output: Path, settings: ExtractSettings, overwrite: bool) -> bo
 
 
 def resume_shards(parts: Path, settings: ExtractSettings, overwrite: bool) -> list[str]:
-    """Names in the complete shards of an interrupted run with the same settings. Temporary
-    (incomplete) and unreadable shards are removed; shards of other settings raise
-    :class:`ConfigError` naming the differing fields, unless ``overwrite`` (then removed)."""
+    """Names in the complete shards of an interrupted run with the same settings.
+
+    Temporary (incomplete) and unreadable shards are removed; shards of other settings raise
+    :class:`ConfigError` naming the differing fields, unless ``overwrite`` (then removed).
+    """
     names: list[str] = []
     if not parts.is_dir():
         return names
@@ -71,7 +76,8 @@ def resume_shards(parts: Path, settings: ExtractSettings, overwrite: bool) -> li
 
 class ShardWriter:
     """Writes features into shard files of ``shard_size`` images, each completed under a
-    temporary name and renamed into ``parts``."""
+    temporary name and renamed into ``parts``.
+    """
 
     def __init__(self, parts: Path, settings: ExtractSettings, shard_size: int) -> None:
         self.parts, self.shard_size = parts, shard_size
@@ -113,7 +119,8 @@ class ShardWriter:
 
 def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: bool) -> None:
     """Output (if kept) + shards -> a temporary file renamed onto the output; then the shards
-    are removed. A kill at any point leaves the output and the shards intact."""
+    are removed. A kill at any point leaves the output and the shards intact.
+    """
     shards = sorted(parts.glob("shard-*.h5")) if parts.is_dir() else []
     if not shards and keep_output:
         return
@@ -140,7 +147,8 @@ def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: boo
 
 def write_errors(output: Path, errors: list[tuple[str, str]]) -> None:
     """``<output>.errors.txt``: one ``name<TAB>reason`` line per bad image of this run
-    (removed when there were none)."""
+    (removed when there were none).
+    """
     path = Path(f"{output}.errors.txt")
     if not errors:
         path.unlink(missing_ok=True)

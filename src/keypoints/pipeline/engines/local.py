@@ -1,5 +1,6 @@
 """The local engine: one loaded detector in this process extracts image names into shards,
-while background threads decode the next images."""
+while background threads decode the next images.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class Extractor:
     def run(self, names: list[str], shard_size: int, workers: int = 0,
             progress: bool = False) -> list[tuple[str, str]]:  # fmt: skip
         """Extract ``names`` (decoding in ``workers`` threads) into shards of ``shard_size``
-        images; returns the bad images with the reason."""
+        images; returns the bad images with the reason.
+        """
         errors: list[tuple[str, str]] = []
         stream = detect_stream(names, self.detector, self.job.settings.resize, load=self.load,
                                workers=workers)  # fmt: skip

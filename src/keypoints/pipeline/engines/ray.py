@@ -39,7 +39,8 @@ class _RayExtractor:
 def run_ray(job: ExtractJob, detector: Detector, names: list[str], shard_size: int,
             actors: int, address: str | None, progress: bool) -> list[tuple[str, str]]:  # fmt: skip
     """Extract ``names`` on Ray: a local instance, or the cluster at ``address`` (or
-    ``RAY_ADDRESS``), with ``actors`` model actors. Returns the bad images with the reason."""
+    ``RAY_ADDRESS``), with ``actors`` model actors. Returns the bad images with the reason.
+    """
     try:
         import ray
     except ImportError:
