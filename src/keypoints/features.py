@@ -44,9 +44,11 @@ class Features:
     fingerprint: str | None = None
 
     def __len__(self) -> int:
+        """The number of keypoints."""
         return int(self.keypoints.shape[0])
 
     def __repr__(self) -> str:
+        """A one-line summary: keypoints, descriptor shape, image size and model."""
         w, h = self.image_size
         return (
             f"Features({len(self)} keypoints, descriptors {tuple(self.descriptors.shape)}, "
@@ -54,9 +56,11 @@ class Features:
         )
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """Dict of numpy arrays: ``keypoints`` (N, 2) float32, ``scores`` (N,), ``descriptors``
-        (N, D), ``image_size`` (2,) int64 as (width, height), and when present ``scales`` (N,)
-        and ``oris`` (N,) (hloc's names).
+        """Dict of numpy arrays, with hloc's names.
+
+        ``keypoints`` (N, 2) float32, ``scores`` (N,), ``descriptors`` (N, D), ``image_size``
+        (2,) int64 as (width, height), and when present ``scales`` (N,) and ``oris`` (N,)
+        (hloc's names).
         """
         arrays = {
             "keypoints": self.keypoints.detach().cpu().numpy().astype(np.float32, copy=False),
@@ -70,9 +74,11 @@ class Features:
         return arrays
 
     def to_dict(self) -> dict[str, torch.Tensor]:
-        """LightGlue-style keys, unbatched: ``keypoints`` (N, 2), ``keypoint_scores`` (N,),
-        ``descriptors`` (N, D), ``image_size`` (2,) float32 (width, height). Add a leading
-        batch dimension (``v[None]``) to feed LightGlue itself.
+        """Dict of tensors with LightGlue-style keys, unbatched.
+
+        ``keypoints`` (N, 2), ``keypoint_scores`` (N,), ``descriptors`` (N, D), ``image_size``
+        (2,) float32 (width, height). Add a leading batch dimension (``v[None]``) to feed
+        LightGlue itself.
         """
         return {
             "keypoints": self.keypoints,
@@ -82,8 +88,10 @@ class Features:
         }
 
     def to_cv2(self, size: float = 8.0) -> list:
-        """List of ``cv2.KeyPoint`` (same pixel convention as ours); ``response`` is the score,
-        ``size`` the given diameter (SuperPoint has no scale; 8 px is one cell).
+        """List of ``cv2.KeyPoint`` (same pixel convention as ours).
+
+        ``response`` is the score, ``size`` the given diameter (SuperPoint has no scale; 8 px is
+        one cell).
         """
         import cv2
 
@@ -135,12 +143,15 @@ class Matches:
     scores: torch.Tensor | None = None
 
     def __len__(self) -> int:
+        """The number of matches."""
         return int(self.indices.shape[0])
 
     def __repr__(self) -> str:
+        """``Matches(K)``, K the number of matches."""
         return f"Matches({len(self)})"
 
     def to_numpy(self) -> dict[str, np.ndarray]:
+        """Dict of numpy arrays: ``indices``, ``distances``, and ``scores`` when present."""
         arrays = {"indices": self.indices.cpu().numpy(), "distances": self.distances.cpu().numpy()}
         if self.scores is not None:
             arrays["scores"] = self.scores.cpu().numpy()

@@ -227,8 +227,10 @@ def rgb_to_grayscale(array: np.ndarray) -> np.ndarray:
 def resize_array(
     array: np.ndarray, size: tuple[int, int], resample: int = Image.Resampling.BILINEAR
 ) -> np.ndarray:
-    """Resize ``(H, W, C)`` (uint8 or float32) to ``size = (height, width)`` with a Pillow
-    filter (default bilinear, antialiased when shrinking). Same dtype and channel count out.
+    """Resize ``(H, W, C)`` (uint8 or float32) to ``size = (height, width)``.
+
+    Uses a Pillow filter (default bilinear, antialiased when shrinking). Same dtype and channel
+    count out.
     """
     height, width = size
     if array.shape[:2] == (height, width):

@@ -69,6 +69,7 @@ class NearestNeighbourConfig:
     block_elements: int = BLOCK_ELEMENTS
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` when an option is out of range or the metric unknown."""
         if self.ratio is not None and not 0 < self.ratio <= 1:
             raise ConfigError(f"ratio={self.ratio!r} is out of range; allowed: (0, 1]")
         if self.metric is not None and self.metric not in METRICS:
@@ -87,8 +88,10 @@ def _as_float(features: Features) -> torch.Tensor:
 
 
 def _distances(d0: torch.Tensor, d1: torch.Tensor, metric: str, sq1: torch.Tensor | None):
-    """Block ``(len(d0), len(d1))`` of a quantity ordered like the distance: squared L2,
-    ``1 - cos`` or Hamming bits (:func:`_finish` turns the selected ones into distances).
+    """Block ``(len(d0), len(d1))`` of a quantity ordered like the distance.
+
+    The quantity is squared L2, ``1 - cos`` or Hamming bits (:func:`_finish` turns the selected
+    ones into distances).
     """
     if metric == "l2":  # |a|^2 + |b|^2 - 2 a.b, in place
         block = torch.addmm(sq1[None], d0, d1.T, alpha=-2)
@@ -180,8 +183,10 @@ def _mutual_nearest(features0: Features, features1: Features, conf) -> Matches:
 
 
 def _nearest_neighbours(d0: torch.Tensor, d1: torch.Tensor, metric: str, conf):
-    """In row blocks: each row's nearest neighbour in ``d1``, its distance, the second nearest
-    distance (with a ratio test), and each column's nearest row.
+    """Nearest neighbours both ways, computed in row blocks.
+
+    Returns each row's nearest neighbour in ``d1``, its distance, the second nearest distance
+    (with a ratio test), and each column's nearest row.
     """
     n0, n1 = len(d0), len(d1)
     sq1 = (d1 * d1).sum(1) if metric == "l2" else None
@@ -266,8 +271,9 @@ def load_matcher(
 
 
 def lightglue_weights_for(model: str | None) -> str:
-    """The LightGlue release trained on the features of detector ``model``: its registry
-    entry's ``matcher_weights``; :class:`ConfigError` when there is none.
+    """The LightGlue release trained on the features of detector ``model``.
+
+    That is its registry entry's ``matcher_weights``; :class:`ConfigError` when there is none.
     """
     hint = "pass matcher=<weights> (CLI: --matcher-weights), e.g. 'superpoint', 'aliked', 'sift'"
     if model is None:
@@ -292,8 +298,9 @@ def _weights_for(pairs) -> str:
 
 
 def _matcher_descriptors(features: Features, input_dim: int) -> torch.Tensor:
-    """The descriptors LightGlue reads: float, transformed as the detector's registry entry
-    says (SIFT's become RootSIFT).
+    """The descriptors LightGlue reads.
+
+    They are float, transformed as the detector's registry entry says (SIFT's become RootSIFT).
     """
     if features.binary or features.descriptors.shape[1] != input_dim:
         raise ConfigError(
@@ -309,9 +316,10 @@ def _matcher_descriptors(features: Features, input_dim: int) -> torch.Tensor:
 
 
 def _lightglue_inputs(net, pairs):
-    """Pad ``pairs`` of :class:`Features` into LightGlue's batched inputs on ``net``'s device:
-    keypoints (B, 2, N, 2), descriptors (B, 2, N, D), image sizes (B, 2, 2), mask (B, 2, N),
-    and scales/orientations (B, 2, N, 2) when the weights read them.
+    """Pad ``pairs`` of :class:`Features` into LightGlue's batched inputs on ``net``'s device.
+
+    The inputs: keypoints (B, 2, N, 2), descriptors (B, 2, N, D), image sizes (B, 2, 2), mask
+    (B, 2, N), and scales/orientations (B, 2, N, 2) when the weights read them.
     """
     c = net.config
     n = max(len(f) for pair in pairs for f in pair)
@@ -419,10 +427,12 @@ class Verification:
 
     @property
     def success(self) -> bool:
+        """True when a matrix was estimated."""
         return self.matrix is not None
 
     @property
     def num_inliers(self) -> int:
+        """The number of inlier matches."""
         return int(self.inliers.sum())
 
 
@@ -435,15 +445,22 @@ def verify(
     confidence: float = 0.9999,
     max_iters: int = 10000,
 ) -> Verification:
-    """Fit a homography or a fundamental matrix to the matches with OpenCV's USAC MAGSAC++
-    (Barath et al. 2020) and return it with the inlier mask.
+    """Fit a homography or a fundamental matrix to the matches, with the inlier mask.
+
+    The model is fitted with OpenCV's USAC MAGSAC++ (Barath et al. 2020) and returned with the
+    inlier mask.
 
     Args:
-        features0, features1, matches: from :func:`keypoints.detect` and :func:`match`;
-            keypoints in original-image pixels.
+        features0: :class:`Features` of image 0, from :func:`keypoints.detect`; keypoints in
+            original-image pixels.
+        features1: :class:`Features` of image 1, from :func:`keypoints.detect`; keypoints in
+            original-image pixels.
+        matches: the matches between them, from :func:`match`.
         model: ``"homography"`` (needs 4 matches) or ``"fundamental"`` (needs 8).
         threshold: inlier threshold in pixels (reprojection error for H, distance to the
             epipolar line for F).
+        confidence: the desired confidence of the estimate, passed to OpenCV (default 0.9999).
+        max_iters: the maximum number of iterations, passed to OpenCV (default 10000).
 
     With too few matches, or when no model is found, ``matrix`` is None, every match is an
     outlier, and ``message`` says why.

@@ -1,5 +1,7 @@
-"""Presets: named pipelines that bundle a detector, its options, the preprocessing and a matcher
-(as hloc's ``confs``), so that ``--preset aliked-lightglue`` means the same everywhere.
+"""Presets: named pipelines of a detector, its options, the preprocessing and a matcher.
+
+A preset bundles them (as hloc's ``confs``), so that ``--preset aliked-lightglue`` means the same
+everywhere.
 
 ``keypoints.load_preset(name)`` returns a :class:`Preset`; ``keypoints presets`` lists them with
 their licenses and whether they run offline now. The CLI's ``--preset`` on ``detect``,
@@ -46,6 +48,7 @@ class Preset:
     matcher_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Refuse an unknown matcher."""
         if self.matcher not in MATCHERS:
             raise ConfigError(
                 f"unknown matcher '{self.matcher}'{closest(self.matcher, MATCHERS)}; "
@@ -59,8 +62,9 @@ class Preset:
 
     @property
     def matcher_weights(self) -> str | None:
-        """The LightGlue release the matcher uses (None for nearest neighbour, or when the
-        features' detector decides).
+        """The LightGlue release the matcher uses.
+
+        None for nearest neighbour, or when the features' detector decides.
         """
         info = self.info
         return info.matcher_weights if self.matcher == "lightglue" and info else None
@@ -79,13 +83,16 @@ class Preset:
         return detector and (weights is None or release_cached(weights))
 
     def load_detector(self, **kwargs):
-        """The detector with the preset's options; ``kwargs`` go to
-        :func:`keypoints.load_model` (``device``, ``backend``, ``precision``, other options).
+        """The detector with the preset's options.
+
+        ``kwargs`` go to :func:`keypoints.load_model` (``device``, ``backend``, ``precision``,
+        other options).
         """
         return load_model(self.detector, **{**self.options, **kwargs})
 
     def detect(self, images, **kwargs) -> list[Features]:
-        """:func:`keypoints.detect` with the preset's detector, options and preprocessing;
+        """:func:`keypoints.detect` with the preset's detector, options and preprocessing.
+
         ``kwargs`` override them.
         """
         from .detection import detect
@@ -94,8 +101,10 @@ class Preset:
         return detect(images, self.detector, **options)
 
     def match(self, features0: Features, features1: Features, **kwargs) -> Matches:
-        """:func:`keypoints.match` with the preset's matcher and options; ``kwargs`` override
-        the options (``precision``, ``device``, ``matcher`` weights for LightGlue).
+        """:func:`keypoints.match` with the preset's matcher and options.
+
+        ``kwargs`` override the options (``precision``, ``device``, ``matcher`` weights for
+        LightGlue).
         """
         from .matching import match
 

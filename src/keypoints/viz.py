@@ -25,7 +25,9 @@ def plot_keypoints(
             takes), shown at its original size; keypoints are (x, y) pixels, centres at integers.
         features: :class:`Features` of that image.
         ax: a matplotlib Axes to draw into; a new figure is made when None.
-        color: dot colour; max_size: marker area (pt^2) of the best-scoring keypoint.
+        color: dot colour.
+        max_size: marker area (pt^2) of the best-scoring keypoint.
+        title: the axes' title; None for ``"<N> keypoints"``.
 
     Returns:
         The matplotlib Figure.
@@ -67,11 +69,17 @@ def plot_matches(
     """Draw two images side by side (tops aligned) with a line per match.
 
     Args:
-        image0, image1: the images the features come from (any input ``detect`` takes).
-        features0, features1: their :class:`Features`; matches: :class:`keypoints.Matches`.
+        image0: the image ``features0`` come from (any input ``detect`` takes).
+        image1: the image ``features1`` come from (any input ``detect`` takes).
+        features0: the :class:`Features` of ``image0``.
+        features1: the :class:`Features` of ``image1``.
+        matches: :class:`keypoints.Matches` between them.
         inliers: optional ``(K,)`` bool per match (e.g. ``verify(...).inliers``): inliers are
             drawn green, outliers red; without it every match is drawn in one colour.
+        ax: a matplotlib Axes to draw into; a new figure is made when None.
         max_lines: draw at most this many matches (evenly subsampled), None for all.
+        title: the axes' title; None for ``"<K> matches"`` (and ``", <n> inliers"`` with
+            ``inliers``).
 
     Returns:
         The matplotlib Figure.

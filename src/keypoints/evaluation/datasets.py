@@ -38,6 +38,8 @@ class Pair:
 
 @dataclass
 class Sequence:
+    """One sequence: its name, subset, reference image (image 1) and its pairs."""
+
     name: str
     subset: str
     reference: Path

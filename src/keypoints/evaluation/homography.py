@@ -38,9 +38,10 @@ H_THRESHOLDS = (1, 3, 5, 10)
 
 
 def _options(model: str, max_keypoints: int, threshold: float | None) -> dict:
-    """The comparison protocol: the ``max_keypoints`` best keypoints (top-k: threshold 0 for
-    learned models; OpenCV detectors keep their own response threshold) unless a threshold is
-    given.
+    """The comparison protocol's detector options for ``model``.
+
+    The ``max_keypoints`` best keypoints (top-k: threshold 0 for learned models; OpenCV detectors
+    keep their own response threshold) unless a threshold is given.
     """
     options: dict = {"max_keypoints": max_keypoints}
     info = detector_info(model)
@@ -60,8 +61,10 @@ def pipelines_for(
     resize: int | Sequence[int] | None = None,
     matcher: str = DEFAULT_MATCHER,
 ) -> list[Preset]:
-    """What :func:`evaluate_homography` compares: each model with the protocol's options
-    (``max_keypoints`` best, ``resize``, ``matcher``), then each preset as it is defined.
+    """What :func:`evaluate_homography` compares.
+
+    Each model with the protocol's options (``max_keypoints`` best, ``resize``, ``matcher``),
+    then each preset as it is defined.
     """
     check_method(matcher)
     adhoc = [custom(m, _options(m, max_keypoints, threshold), resize, matcher) for m in models]

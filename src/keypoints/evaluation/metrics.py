@@ -96,9 +96,10 @@ def matching_accuracy(
 
 
 def corner_error(estimate: np.ndarray | None, truth: np.ndarray, size0: tuple[int, int]) -> float:
-    """Mean distance between the four corners of image 0 (size (width, height)) mapped by the
-    estimated and by the true homography (DeTone et al. 2018; glue-factory); inf without an
-    estimate.
+    """Mean distance between image 0's corners mapped by the estimated and the true homography.
+
+    The four corners of image 0 (size (width, height)) are mapped by the estimated and by the
+    true homography (DeTone et al. 2018; glue-factory); inf without an estimate.
     """
     if estimate is None:
         return float("inf")
@@ -118,8 +119,10 @@ def homography_accuracy(errors: Sequence[float], thresholds=(1, 3, 5, 10)) -> di
 
 
 def homography_auc(errors: Sequence[float], thresholds=(1, 3, 5, 10)) -> dict[str, float]:
-    """Area under the cumulative corner-error curve up to each threshold, divided by the
-    threshold (SuperGlue / glue-factory's AUC); failed estimates count as infinite error.
+    """Area under the cumulative corner-error curve up to each threshold.
+
+    The area is divided by the threshold (SuperGlue / glue-factory's AUC); failed estimates count
+    as infinite error.
     """
     errors = np.sort(np.asarray(errors, dtype=np.float64))
     out = {}

@@ -19,8 +19,10 @@ FORMATS = ("npz", "json")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder), so an
-    interrupted run never leaves a half-written file under the final name. Returns ``path``.
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``; returns ``path``.
+
+    The temporary file is in the same folder, so an interrupted run never leaves a half-written
+    file under the final name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

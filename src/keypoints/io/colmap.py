@@ -1,5 +1,7 @@
-"""Import features and matches (hloc layout) into a COLMAP database with pycolmap, ready for
-``pycolmap.incremental_mapping``. pycolmap is optional: ``pip install "keypoints[colmap]"``.
+"""Import features and matches (hloc layout) into a COLMAP database with pycolmap.
+
+The database is ready for ``pycolmap.incremental_mapping``. pycolmap is optional:
+``pip install "keypoints[colmap]"``.
 
 COLMAP puts pixel centres at half-integers (the top-left pixel spans [0, 1]), we put them at
 integers: keypoints get +0.5 here, the one place the conventions meet.
@@ -47,8 +49,10 @@ def _pycolmap():
 
 
 def matched_pairs(matches: str | os.PathLike, names: list[str]) -> list[tuple[str, str]]:
-    """The ``(name0, name1)`` pairs stored in a matches file (hloc's ``name0/name1`` groups,
-    '/' inside names replaced by '-'), mapped back to the image ``names``.
+    """The ``(name0, name1)`` pairs stored in a matches file, as image ``names``.
+
+    The file holds hloc's ``name0/name1`` groups with '/' inside names replaced by '-'; they
+    are mapped back to ``names``.
     """
     by_key: dict[str, str] = {}
     for name in names:
@@ -98,6 +102,7 @@ def import_colmap(
             images must have the same size).
         verify: run COLMAP's geometric verification (two-view geometries), which
             ``pycolmap.incremental_mapping`` needs.
+        overwrite: replace an existing database.
 
     Returns:
         :class:`ColmapImport` with the counts read back from the database.
@@ -122,45 +127,14 @@ def import_colmap(
         pycolmap.Database.open(database).close()  # the importer needs an existing database
         mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.AUTO
         pycolmap.import_images(database, image_dir, camera_mode=mode, image_names=names)
-    database_handle = pycolmap.Database.open(database)
+    handle = pycolmap.Database.open(database)
     try:
-        ids, cameras = {}, {}
-        with h5py.File(features, "r") as file:
-            for name in names:
-                if image_dir is None:
-                    size = tuple(int(v) for v in file[name]["image_size"][()])
-                    if single_camera and cameras and size not in cameras:
-                        raise ConfigError(
-                            f"single_camera: {name} is {size[0]}x{size[1]}, other images are "
-                            f"{next(iter(cameras))[0]}x{next(iter(cameras))[1]}"
-                        )
-                    if size not in cameras or not single_camera:
-                        cameras[size] = _write_camera(pycolmap, database_handle, size,
-                                                      camera_model)  # fmt: skip
-                    image = pycolmap.Image(name=name, camera_id=cameras[size])
-                    ids[name] = database_handle.write_image(image)
-                else:
-                    image = database_handle.read_image_with_name(name)
-                    if image is None:
-                        raise ImageNotFoundError(f"{name} was not found in {image_dir}")
-                    ids[name] = image.image_id
-                # 2. keypoints, in COLMAP's convention (pixel centres at +0.5)
-                keypoints = file[name]["keypoints"][()].astype(np.float32) + 0.5
-                database_handle.write_keypoints(ids[name], keypoints)
-        # 3. matches
-        total = 0
-        with h5py.File(matches, "r") as file:
-            for name0, name1 in pairs:
-                key = pair_name(name0, name1)
-                if key not in file:
-                    raise KeypointsError(f"no matches for the pair ({name0}, {name1}) in {matches}")
-                matches0 = file[key]["matches0"][()]
-                valid = np.flatnonzero(matches0 > -1)
-                pair_matches = np.stack([valid, matches0[valid]], axis=1).astype(np.uint32)
-                database_handle.write_matches(ids[name0], ids[name1], pair_matches)
-                total += len(pair_matches)
+        # 2. keypoints, 3. matches
+        cameras = _Cameras(pycolmap, handle, camera_model, single_camera)
+        ids = _write_images(handle, features, names, cameras, image_dir)
+        total = _write_matches(handle, matches, pairs, ids)
     finally:
-        database_handle.close()
+        handle.close()
 
     # 4. geometric verification (COLMAP's two-view geometries)
     if verify and pairs:
@@ -168,7 +142,71 @@ def import_colmap(
             listing = Path(tmp) / "pairs.txt"
             listing.write_text("".join(f"{a} {b}\n" for a, b in pairs))
             pycolmap.verify_matches(database, listing)
+    return _counts(pycolmap, database, total)
 
+
+class _Cameras:
+    """Cameras made from image sizes with COLMAP's default focal length.
+
+    One camera per image, or one shared by all with ``single``.
+    """
+
+    def __init__(self, pycolmap, handle, model: str, single: bool) -> None:
+        self.pycolmap, self.handle, self.model, self.single = pycolmap, handle, model, single
+        self.ids: dict[tuple[int, int], int] = {}
+
+    def for_image(self, name: str, size: tuple[int, int]) -> int:
+        """The camera id of image ``name`` of ``size`` = (width, height)."""
+        if self.single and self.ids and size not in self.ids:
+            other = next(iter(self.ids))
+            raise ConfigError(
+                f"single_camera: {name} is {size[0]}x{size[1]}, other images are "
+                f"{other[0]}x{other[1]}"
+            )
+        if size not in self.ids or not self.single:
+            self.ids[size] = _write_camera(self.pycolmap, self.handle, size, self.model)
+        return self.ids[size]
+
+
+def _write_images(handle, features: Path, names: list[str], cameras: _Cameras,
+                  image_dir) -> dict[str, int]:  # fmt: skip
+    """Write the images (unless COLMAP's importer did) and their keypoints; return their ids."""
+    ids = {}
+    with h5py.File(features, "r") as file:
+        for name in names:
+            if image_dir is None:
+                size = tuple(int(v) for v in file[name]["image_size"][()])
+                image = cameras.pycolmap.Image(name=name, camera_id=cameras.for_image(name, size))
+                ids[name] = handle.write_image(image)
+            else:
+                image = handle.read_image_with_name(name)
+                if image is None:
+                    raise ImageNotFoundError(f"{name} was not found in {image_dir}")
+                ids[name] = image.image_id
+            # keypoints in COLMAP's convention (pixel centres at +0.5)
+            keypoints = file[name]["keypoints"][()].astype(np.float32) + 0.5
+            handle.write_keypoints(ids[name], keypoints)
+    return ids
+
+
+def _write_matches(handle, matches: Path, pairs, ids: dict[str, int]) -> int:
+    """The matches of ``pairs``; returns their total count."""
+    total = 0
+    with h5py.File(matches, "r") as file:
+        for name0, name1 in pairs:
+            key = pair_name(name0, name1)
+            if key not in file:
+                raise KeypointsError(f"no matches for the pair ({name0}, {name1}) in {matches}")
+            matches0 = file[key]["matches0"][()]
+            valid = np.flatnonzero(matches0 > -1)
+            pair_matches = np.stack([valid, matches0[valid]], axis=1).astype(np.uint32)
+            handle.write_matches(ids[name0], ids[name1], pair_matches)
+            total += len(pair_matches)
+    return total
+
+
+def _counts(pycolmap, database: Path, total: int) -> ColmapImport:
+    """What the database holds, read back from it."""
     handle = pycolmap.Database.open(database)
     try:
         return ColmapImport(

@@ -1,6 +1,8 @@
-"""hloc's HDF5 layouts (Sarlin et al., "From Coarse to Fine", CVPR 2019; github.com/cvg/
-Hierarchical-Localization: ``extract_features.py``, ``match_features.py``, ``utils/io.py``),
-so that hloc and its users read what we write.
+"""hloc's HDF5 layouts, so that hloc and its users read what we write.
+
+The layouts are those of hloc (Sarlin et al., "From Coarse to Fine", CVPR 2019;
+github.com/cvg/Hierarchical-Localization: ``extract_features.py``, ``match_features.py``,
+``utils/io.py``).
 
 Features file: one group per image name (its path relative to the image root, '/'-separated,
 so nested groups), holding ``keypoints (N, 2)`` float32 (x, y) original-image pixels with pixel
@@ -97,8 +99,9 @@ def _text(value) -> str | None:
 
 
 def list_names(path: str | os.PathLike | h5py.Group) -> list[str]:
-    """Names of the images with features in a features file, sorted (as hloc's
-    ``list_h5_names``: every group holding a ``keypoints`` dataset).
+    """Names of the images with features in a features file, sorted.
+
+    As hloc's ``list_h5_names``: every group holding a ``keypoints`` dataset.
     """
     if not isinstance(path, h5py.Group):
         with h5py.File(path, "r") as file:
@@ -120,8 +123,10 @@ def pair_name(name0: str, name1: str) -> str:
 
 def write_matches(file: h5py.File, name0: str, name1: str, matches: Matches,
                   num_keypoints0: int, scores: np.ndarray | None = None) -> None:  # fmt: skip
-    """Write ``matches`` of the pair as ``matches0 (N0,)`` (-1: unmatched) and
-    ``matching_scores0 (N0,)`` (``scores`` per match, default ``matches.scores``, else 1).
+    """Write ``matches`` of the pair as ``matches0`` and ``matching_scores0``.
+
+    ``matches0 (N0,)`` (-1: unmatched) and ``matching_scores0 (N0,)`` (``scores`` per match,
+    default ``matches.scores``, else 1).
     """
     key = pair_name(name0, name1)
     if key in file:

@@ -1,5 +1,6 @@
-"""LightGlue (Lindenberger, Sarlin, Pollefeys, "LightGlue: Local Feature Matching at Light Speed",
-ICCV 2023) in plain PyTorch: the matcher, given keypoints and descriptors of image pairs.
+"""LightGlue in plain PyTorch: the matcher, given keypoints and descriptors of image pairs.
+
+Lindenberger, Sarlin, Pollefeys, "LightGlue: Local Feature Matching at Light Speed", ICCV 2023.
 
 Parameter names follow transformers' ``LightGlueForKeypointMatching`` (without its
 ``keypoint_detector.`` part), so its checkpoints load as they are; the numbers follow the same
@@ -64,6 +65,7 @@ class LightGlueMatcherConfig:
     add_scale_ori: bool = False
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` for an impossible architecture or threshold."""
         if self.descriptor_dim % self.num_attention_heads:
             raise ConfigError("descriptor_dim must be a multiple of num_attention_heads")
         if self.num_hidden_layers < 1:
@@ -74,8 +76,9 @@ class LightGlueMatcherConfig:
 
 # pure helpers ----------------------------------------------------------------------------------
 def normalize_keypoints(keypoints: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
-    """``(B, N, 2)`` pixel (x, y) keypoints of images of ``size (B, 2)`` = (width, height) ->
-    centred coordinates scaled by half the longest side (LightGlue's normalisation).
+    """Normalise keypoints as LightGlue does: centred, scaled by half the longest side.
+
+    ``keypoints (B, N, 2)`` are (x, y) pixels of images of ``size (B, 2)`` = (width, height).
     """
     size = size.to(keypoints)
     shift = size / 2
@@ -95,9 +98,10 @@ def confidence_threshold(layer: int, num_layers: int) -> float:
 
 def log_double_softmax(similarity: torch.Tensor, matchability0: torch.Tensor,
                        matchability1: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """``(B, M, N)`` similarities and ``(B, M, 1)``, ``(B, N, 1)`` matchability logits ->
-    ``(B, M+1, N+1)`` log assignment scores (dual softmax plus log-sigmoid matchability; the
-    last row and column are the "unmatched" bins).
+    """Log assignment scores: dual softmax of the similarities plus log-sigmoid matchability.
+
+    ``(B, M, N)`` similarities and ``(B, M, 1)``, ``(B, N, 1)`` matchability logits ->
+    ``(B, M+1, N+1)`` scores; the last row and column are the "unmatched" bins.
     """
     batch, m, n = similarity.shape
     certainties = F.logsigmoid(matchability0) + F.logsigmoid(matchability1).transpose(1, 2)
@@ -111,8 +115,9 @@ def log_double_softmax(similarity: torch.Tensor, matchability0: torch.Tensor,
 
 
 def matches_from_scores(scores: torch.Tensor, threshold: float):
-    """Mutual best matches of ``(B, M+1, N+1)`` log scores above ``threshold`` (probability):
-    ``matches0 (B, M)``, ``matches1 (B, N)`` (-1: unmatched) and their scores.
+    """Mutual best matches of ``(B, M+1, N+1)`` log scores above ``threshold`` (probability).
+
+    Returns ``matches0 (B, M)``, ``matches1 (B, N)`` (-1: unmatched) and their scores.
     """
     max0, max1 = scores[:, :-1, :-1].max(2), scores[:, :-1, :-1].max(1)
     m0, m1 = max0.indices, max1.indices
@@ -135,8 +140,10 @@ class Attention(nn.Module):
         self.v_proj, self.o_proj = nn.Linear(dim, dim), nn.Linear(dim, dim)
 
     def forward(self, x, source, mask, rotary=None):
-        """``x (B, N, D)`` attends to ``source (B, S, D)``; ``mask (B, S)`` bool keys; rotary
-        ``(cos, sin)`` of ``(B, N, D/heads)`` for self-attention.
+        """``x (B, N, D)`` attends to ``source (B, S, D)``.
+
+        ``mask (B, S)`` marks the valid keys; ``rotary`` is ``(cos, sin)`` of
+        ``(B, N, D/heads)`` for self-attention.
         """
         batch, n, dim = x.shape
 
@@ -163,8 +170,10 @@ class MLP(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Self-attention (with rotary positions) then cross-attention between the two images of
-    each pair (rows 2i and 2i+1), each followed by an MLP on [x, message] with a residual.
+    """Self-attention (with rotary positions), then cross-attention within each pair.
+
+    The two images of a pair are rows 2i and 2i+1; each attention is followed by an MLP on
+    [x, message] with a residual.
     """
 
     def __init__(self, dim: int, heads: int) -> None:
@@ -252,9 +261,11 @@ class LightGlueMatcher(nn.Module):
     precision = "fp32"
 
     def set_precision(self, precision: str = "fp32"):
-        """``"fp32"`` (default) or ``"bf16"``: the transformer layers under bfloat16 autocast
-        (faster where the CPU has avx512_bf16 or AMX; elsewhere it warns and stays fp32); the
-        positions, token confidence, pruning and match assignment stay fp32. Returns the model.
+        """Set the precision, ``"fp32"`` (default) or ``"bf16"``; returns the model.
+
+        bf16 runs the transformer layers under bfloat16 autocast (faster where the CPU has
+        avx512_bf16 or AMX; elsewhere it warns and stays fp32); the positions, token
+        confidence, pruning and match assignment stay fp32.
         """
         from .backends import resolve_precision
 
@@ -262,63 +273,47 @@ class LightGlueMatcher(nn.Module):
         return self
 
     def forward(self, keypoints, descriptors, image_sizes, mask, scales_oris=None):
+        """Match B pairs of keypoints; see the class docstring for the inputs and outputs."""
         c = self.config
         batch, _, n, _ = keypoints.shape
         num_layers = c.num_hidden_layers
         device = keypoints.device
-        out_matches = torch.full((batch * 2, n), -1, dtype=torch.long, device=device)
-        out_scores = keypoints.new_zeros((batch * 2, n))
-        out_prune = torch.full((batch * 2, n), num_layers, dtype=torch.long, device=device)
+        results = (
+            torch.full((batch * 2, n), -1, dtype=torch.long, device=device),  # matches
+            keypoints.new_zeros((batch * 2, n)),  # matching scores
+            torch.full((batch * 2, n), num_layers, dtype=torch.long, device=device),  # prune
+        )
         if n == 0:
-            return tuple(t.reshape(batch, 2, n) for t in (out_matches, out_scores, out_prune))
+            return tuple(t.reshape(batch, 2, n) for t in results)
 
         # 1. inputs: pairs interleaved as rows 2i, 2i+1; normalised positions, rotary encoding
         mask = mask.reshape(batch * 2, n).bool()
-        points = normalize_keypoints(keypoints.reshape(batch * 2, n, 2),
-                                     image_sizes.reshape(batch * 2, 2))  # fmt: skip
-        if c.add_scale_ori:
-            if scales_oris is None:
-                raise ConfigError("these LightGlue weights need keypoint scales and orientations")
-            points = torch.cat([points, scales_oris.reshape(batch * 2, n, 2).to(points)], -1)
-        x = self.input_projection(descriptors.reshape(batch * 2, n, -1).contiguous())
-        cos, sin = self.positional_encoder(points)
+        x, cos, sin = self._embed(keypoints, descriptors, image_sizes, scales_oris)
         rows = torch.arange(batch * 2, device=device)  # the output row of each row
         index = torch.arange(n, device=device).expand(batch * 2, n)  # original ids, -1: padding
         seen = torch.ones((batch * 2, n), dtype=torch.long, device=device)  # by original id
         valid_per_pair = mask.reshape(batch, -1).sum(1)  # fixed at the start, as transformers
-        early, prune = c.depth_confidence > 0, c.width_confidence > 0
-        results = (out_matches, out_scores, out_prune)
+        prune = c.width_confidence > 0
 
         for layer in range(num_layers):
             # 2. one self + cross attention layer
             with torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                 x = self.transformer_layers[layer](x, (cos, sin), mask)
             x = x.float()
-            last = layer == num_layers - 1
-            confidences = None
-            if last or early:
-                # 3. adaptive depth: pairs whose keypoints are confident enough stop here
-                if last:
-                    stop = torch.ones(len(x) // 2, dtype=torch.bool, device=device)
-                else:
-                    confidences = self.token_confidence[layer](x)
-                    threshold = confidence_threshold(layer, num_layers)
-                    unsure = (confidences.masked_fill(~mask, 1) < threshold).reshape(
-                        len(x) // 2, -1
-                    )
-                    stop = 1.0 - unsure.float().sum(1) / valid_per_pair > c.depth_confidence
-                if stop.any():
-                    r = stop.repeat_interleave(2)
-                    self._finish(layer, x[r], mask[r], rows[r], index[r],
-                                 seen[r] if prune else None, results)  # fmt: skip
-                    k = ~r
-                    x, cos, sin, mask, rows, index, seen = (
-                        t[k] for t in (x, cos, sin, mask, rows, index, seen)
-                    )
-                    valid_per_pair = valid_per_pair[~stop]
-                    confidences = confidences[k] if confidences is not None else None
-                if stop.all():
-                    break
+            # 3. adaptive depth: pairs whose keypoints are confident enough stop here
+            stop, confidences = self._confident_pairs(layer, x, mask, valid_per_pair)
+            if stop is not None and stop.any():
+                r = stop.repeat_interleave(2)
+                self._finish(layer, x[r], mask[r], rows[r], index[r],
+                             seen[r] if prune else None, results)  # fmt: skip
+                k = ~r
+                x, cos, sin, mask, rows, index, seen = (
+                    t[k] for t in (x, cos, sin, mask, rows, index, seen)
+                )
+                valid_per_pair = valid_per_pair[~stop]
+                confidences = confidences[k] if confidences is not None else None
+            if stop is not None and stop.all():
+                break
             if prune:
                 # 4. adaptive width: drop keypoints unlikely to match, unless unsure
                 matchable = self.match_assignment_layers[layer].matchability_probability(x)
@@ -330,10 +325,45 @@ class LightGlueMatcher(nn.Module):
                 x, cos, sin, mask, index = _pack(keep, x, cos, sin, mask, index)
         return tuple(t.reshape(batch, 2, n) for t in results)
 
+    def _embed(self, keypoints, descriptors, image_sizes, scales_oris):
+        """Projected descriptors ``(2B, N, dim)`` and the rotary encoding ``(cos, sin)``.
+
+        The encoding reads the normalised positions, and the scales and orientations when the
+        weights were trained with them.
+        """
+        batch, _, n, _ = keypoints.shape
+        points = normalize_keypoints(keypoints.reshape(batch * 2, n, 2),
+                                     image_sizes.reshape(batch * 2, 2))  # fmt: skip
+        if self.config.add_scale_ori:
+            if scales_oris is None:
+                raise ConfigError("these LightGlue weights need keypoint scales and orientations")
+            points = torch.cat([points, scales_oris.reshape(batch * 2, n, 2).to(points)], -1)
+        x = self.input_projection(descriptors.reshape(batch * 2, n, -1).contiguous())
+        cos, sin = self.positional_encoder(points)
+        return x, cos, sin
+
+    def _confident_pairs(self, layer, x, mask, valid_per_pair):
+        """Which pairs stop after ``layer``, and the token confidences.
+
+        Returns ``stop (P,)`` bool (all True after the last layer) and ``confidences (2P, N)``
+        (None at the last layer), or ``(None, None)`` when adaptive depth is off.
+        """
+        num_layers = self.config.num_hidden_layers
+        if layer == num_layers - 1:
+            return torch.ones(len(x) // 2, dtype=torch.bool, device=x.device), None
+        if self.config.depth_confidence <= 0:
+            return None, None
+        confidences = self.token_confidence[layer](x)
+        threshold = confidence_threshold(layer, num_layers)
+        unsure = (confidences.masked_fill(~mask, 1) < threshold).reshape(len(x) // 2, -1)
+        stop = 1.0 - unsure.float().sum(1) / valid_per_pair > self.config.depth_confidence
+        return stop, confidences
+
     def _finish(self, layer, x, mask, rows, index, seen, results) -> None:
-        """Match the pairs in ``x`` with the assignment head of ``layer`` and write the results
-        (in original keypoint ids) into their output rows; ``seen`` (per original id) becomes
-        the prune output when given, else the layer count.
+        """Match the pairs in ``x`` with the assignment head of ``layer``.
+
+        The results (in original keypoint ids) go into their output rows; ``seen`` (per
+        original id) becomes the prune output when given, else the layer count.
         """
         out_matches, out_scores, out_prune = results
         scores = self.match_assignment_layers[layer](x, mask)
@@ -352,8 +382,10 @@ class LightGlueMatcher(nn.Module):
 
 
 def _pack(keep: torch.Tensor, *tensors: torch.Tensor):
-    """Per row, the entries where ``keep`` is True moved to the front (in order), padded to the
-    longest row: ``mask`` and padding False/0, the last tensor (original ids) -1.
+    """Per row, move the entries where ``keep`` is True to the front, in order.
+
+    Rows are padded to the longest: ``mask`` and padding with False/0, the last tensor
+    (original ids) with -1.
     """
     counts = keep.sum(1)
     width = int(counts.max()) if len(counts) else 0
@@ -465,8 +497,10 @@ def convert_cvg_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> LightGlueMatcherConfig:
-    """The architecture of a state dict in our (transformers') names: descriptor and input
-    sizes, layer and head counts, scale/orientation inputs; ``overrides`` set the options.
+    """The architecture of a state dict in our (transformers') names.
+
+    Descriptor and input sizes, layer and head counts and scale/orientation inputs come from
+    the weights; ``overrides`` set the options.
     """
     try:
         dim = state["match_assignment_layers.0.final_projection.weight"].shape[0]
@@ -485,9 +519,10 @@ def config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> Light
 
 
 class LightGlue(DeviceMixin, LightGlueMatcher):
-    """LightGlue for the features of any detector (see :func:`keypoints.match`); the network
-    and ``forward`` are :class:`LightGlueMatcher`'s. ``features`` names the release weights it
-    was loaded from (``"superpoint"``, ``"aliked"``, ``"sift"``, ...), else None.
+    """LightGlue for the features of any detector (see :func:`keypoints.match`).
+
+    The network and ``forward`` are :class:`LightGlueMatcher`'s. ``features`` names the release
+    weights it was loaded from (``"superpoint"``, ``"aliked"``, ``"sift"``, ...), else None.
     """
 
     features: str | None = None

@@ -1,6 +1,7 @@
-"""Batch work over many images: listing them, extracting their features into one file (local
-and Ray engines), choosing pairs, and matching pairs into one file, each stage resumable and
-crash-safe.
+"""Batch work over many images, in resumable and crash-safe stages.
+
+The stages: listing the images, extracting their features into one file (local and Ray engines),
+choosing pairs, and matching pairs into one file, each stage resumable and crash-safe.
 """
 
 from .extract import ExtractReport, extract, extract_report

@@ -1,5 +1,7 @@
-"""Bulk feature extraction into one hloc-compatible HDF5 file: resumable, crash-safe, bounded
-memory, decoding in background threads while the model computes.
+"""Bulk feature extraction into one hloc-compatible HDF5 file.
+
+The extraction is resumable, crash-safe, in bounded memory, decoding in background threads
+while the model computes.
 
 Crash safety. An HDF5 file open for writing can be left unreadable by a kill, so the final file
 is never opened for writing. Results go to shard files in ``<output>.parts/``: each shard is
@@ -72,9 +74,10 @@ def extract(
     model: str | os.PathLike | Detector = DEFAULT_MODEL,
     **kwargs,
 ) -> Path:
-    """Extract features of many images into ``output`` (hloc's HDF5 layout, see
-    :mod:`keypoints.io.hloc`). Returns the output path; see :func:`extract_report` for the
-    arguments and behaviour.
+    """Extract features of many images into ``output``; returns the output path.
+
+    ``output`` has hloc's HDF5 layout (see :mod:`keypoints.io.hloc`). See :func:`extract_report`
+    for the arguments and behaviour.
     """
     return extract_report(images, output, model, **kwargs).output
 

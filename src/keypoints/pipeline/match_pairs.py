@@ -1,5 +1,7 @@
-"""Matching image pairs of a features file into hloc's matches layout
-(:mod:`keypoints.io.hloc`), resumable, in bounded memory, written atomically.
+"""Matching image pairs of a features file into hloc's matches layout.
+
+The layout is that of :mod:`keypoints.io.hloc`; matching is resumable, in bounded memory, and
+the file is written atomically.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ __all__ = ["match_pairs", "match_scores"]
 
 
 def match_scores(features0: Features, matches: Matches) -> np.ndarray:
-    """A similarity in [0, 1] per match, as hloc's nearest-neighbour matcher stores: the
-    descriptors' dot product for unit float descriptors (``1 - d^2 / 2`` of the L2 distance
-    ``d``), ``1 - d / bits`` for binary ones (Hamming distance ``d``).
+    """A similarity in [0, 1] per match, as hloc's nearest-neighbour matcher stores.
+
+    The similarity is the descriptors' dot product for unit float descriptors (``1 - d^2 / 2``
+    of the L2 distance ``d``), ``1 - d / bits`` for binary ones (Hamming distance ``d``).
     """
     distances = matches.distances.numpy().astype(np.float64)
     if features0.binary:

@@ -1,5 +1,7 @@
-"""Image pairs for structure-from-motion: every pair, a sliding window, or a text file
-(hloc's format, one ``name0 name1`` per line).
+"""Image pairs for structure-from-motion.
+
+The pairs are every pair, a sliding window, or a text file (hloc's format, one ``name0 name1``
+per line).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def sequential_pairs(names: Sequence[str], window: int) -> list[tuple[str, str]]
 
 
 def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Pairs from a text file, one ``name0 name1`` per line (hloc's format; blank lines and
-    ``#`` comments skipped).
+    """Pairs from a text file, one ``name0 name1`` per line.
+
+    This is hloc's format; blank lines and ``#`` comments are skipped.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,9 +72,10 @@ def pairs_from(
     exhaustive: bool = False,
     sequential: int | None = None,
 ) -> list[tuple[str, str]]:
-    """Pairs from exactly one of: a ``pairs_file``, ``exhaustive``, or ``sequential`` (window
-    K) over the image names of ``source`` (a features ``.h5``, an image folder, or a text file
-    of paths).
+    """Pairs from exactly one of: a ``pairs_file``, ``exhaustive``, or ``sequential``.
+
+    ``exhaustive`` and ``sequential`` (window K) pair the image names of ``source`` (a features
+    ``.h5``, an image folder, or a text file of paths).
     """
     chosen = [pairs_file is not None, exhaustive, sequential is not None]
     if sum(chosen) != 1:

@@ -1,5 +1,7 @@
-"""What determines the features an extraction writes, recorded in every file it writes and
-compared field by field before a run adds to an existing file.
+"""What determines the features an extraction writes.
+
+These settings are recorded in every file an extraction writes and compared field by field
+before a run adds to an existing file.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ class ExtractSettings:
 
     @classmethod
     def from_json(cls, text: str | bytes | None) -> ExtractSettings | None:
-        """The settings a file recorded, or None when it recorded none or an older layout
-        (written before keypoints recorded fingerprints).
+        """The settings a file recorded, or None when it recorded none or an older layout.
+
+        An older layout is one written before keypoints recorded fingerprints.
         """
         if text is None:
             return None
@@ -84,8 +87,9 @@ class ExtractSettings:
             return None
 
     def differences(self, other: ExtractSettings) -> list[str]:
-        """``field: <self's value> != <other's value>`` for every field that differs (options
-        compared option by option).
+        """``field: <self's value> != <other's value>`` for every field that differs.
+
+        Options are compared option by option.
         """
         out = []
         for f in fields(self):
@@ -99,8 +103,10 @@ class ExtractSettings:
         return out
 
     def check_same(self, recorded: str | bytes | None, where: str) -> None:
-        """Raise :class:`ConfigError` naming the differing fields unless the settings
-        ``recorded`` in ``where`` (a file) are these (files that recorded none pass).
+        """Raise :class:`ConfigError` naming the differing fields unless the settings match.
+
+        The settings ``recorded`` in ``where`` (a file) must be these; files that recorded none
+        pass.
         """
         if recorded is None:
             return
@@ -121,8 +127,10 @@ class ExtractSettings:
 
 @dataclass(frozen=True)
 class ExtractJob:
-    """One extraction run, as plain values an engine's workers need (a thread here, or a Ray
-    actor elsewhere): the settings, where the images are, where shards go, the pixel limit.
+    """One extraction run, as plain values an engine's workers need.
+
+    The workers are a thread here, or a Ray actor elsewhere. The values: the settings, where the
+    images are, where shards go, the pixel limit.
     """
 
     settings: ExtractSettings
@@ -132,8 +140,9 @@ class ExtractJob:
 
 
 def read_settings(path) -> ExtractSettings | None:
-    """The settings a features file records (None for a file of another tool or an older
-    keypoints).
+    """The settings a features file records.
+
+    None for a file of another tool or an older keypoints.
     """
     import h5py
 

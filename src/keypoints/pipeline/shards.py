@@ -1,6 +1,8 @@
-"""Crash-safe storage of extraction results: shard files, each completed under a temporary name
-and renamed into ``<output>.parts/``, merged into the output by writing a temporary file that
-is renamed onto it. A kill at any moment leaves the output and the complete shards readable.
+"""Crash-safe storage of extraction results in shard files.
+
+Each shard file is completed under a temporary name and renamed into ``<output>.parts/``; the
+shards are merged into the output by writing a temporary file that is renamed onto it. A kill at
+any moment leaves the output and the complete shards readable.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ __all__ = ["ShardWriter", "check_output", "resume_shards", "merge", "write_error
 def check_output(output: Path, settings: ExtractSettings, overwrite: bool) -> bool:
     """Whether the existing ``output`` is kept (merged into).
 
-    Raises :class:`ConfigError` naming the differing fields when it was written with other settings,
-    unless ``overwrite`` (then it is replaced, never mixed).
+    Raises :class:`ConfigError` naming the differing fields when it was written with other
+    settings, unless ``overwrite`` (then it is replaced, never mixed).
     """
     if not output.exists():
         return False
@@ -75,11 +77,13 @@ def resume_shards(parts: Path, settings: ExtractSettings, overwrite: bool) -> li
 
 
 class ShardWriter:
-    """Writes features into shard files of ``shard_size`` images, each completed under a
-    temporary name and renamed into ``parts``.
+    """Writes features into shard files of ``shard_size`` images.
+
+    Each shard is completed under a temporary name and renamed into ``parts``.
     """
 
     def __init__(self, parts: Path, settings: ExtractSettings, shard_size: int) -> None:
+        """Prepare to write shards of ``shard_size`` images with ``settings`` into ``parts``."""
         self.parts, self.shard_size = parts, shard_size
         self.config = settings.to_json()
         self.half = settings.half_descriptors
@@ -111,15 +115,19 @@ class ShardWriter:
         self.file, self.count = None, 0
 
     def __enter__(self) -> ShardWriter:
+        """Return the writer itself."""
         return self
 
     def __exit__(self, *exc) -> None:
+        """Complete the current shard, also on errors and Ctrl-C."""
         self.close()  # also on errors and Ctrl-C: what is complete is kept
 
 
 def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: bool) -> None:
-    """Output (if kept) + shards -> a temporary file renamed onto the output; then the shards
-    are removed. A kill at any point leaves the output and the shards intact.
+    """Merge the output (if kept) and the shards into the output.
+
+    Output (if kept) + shards -> a temporary file renamed onto the output; then the shards are
+    removed. A kill at any point leaves the output and the shards intact.
     """
     shards = sorted(parts.glob("shard-*.h5")) if parts.is_dir() else []
     if not shards and keep_output:
@@ -146,8 +154,9 @@ def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: boo
 
 
 def write_errors(output: Path, errors: list[tuple[str, str]]) -> None:
-    """``<output>.errors.txt``: one ``name<TAB>reason`` line per bad image of this run
-    (removed when there were none).
+    """Write ``<output>.errors.txt``: one ``name<TAB>reason`` line per bad image of this run.
+
+    The file is removed when there were none.
     """
     path = Path(f"{output}.errors.txt")
     if not errors:

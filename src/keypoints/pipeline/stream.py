@@ -1,6 +1,7 @@
-"""Detection over a stream of images that survives bad ones: decoding in background threads,
-batches of equal-size images, and one result or one error per image, in input order. The
-``extract`` engines and the ``detect`` command both run on it.
+"""Detection over a stream of images that survives bad ones.
+
+Decoding in background threads, batches of equal-size images, and one result or one error per
+image, in input order. The ``extract`` engines and the ``detect`` command both run on it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def reason(error: BaseException) -> str:
 
 
 def prefetch(load: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[tuple[T, Any]]:
-    """``(item, load(item) or the exception it raised)`` in order, loading up to ``2 * workers``
-    items ahead in background threads (``workers=0``: in this thread).
+    """``(item, load(item) or the exception it raised)`` in order.
+
+    Loads up to ``2 * workers`` items ahead in background threads (``workers=0``: in this
+    thread).
     """
 
     def safe(item: T):
@@ -56,8 +59,10 @@ def prefetch(load: Callable[[T], R], items: Sequence[T], workers: int) -> Iterat
 
 
 def _run(detector: Detector, batch: list[tuple[T, Prepared]]) -> Iterator[tuple[T, Any, float]]:
-    """Detect a batch in one call; when it fails, each image alone, so that the others still
-    get their results and the bad one its error. Yields ``(item, features or error, seconds)``.
+    """Detect a batch in one call; when it fails, each image alone.
+
+    Then the others still get their results and the bad one its error. Yields
+    ``(item, features or error, seconds)``.
     """
     start = time.perf_counter()
     try:

@@ -1,3 +1,5 @@
-"""Where extraction runs: ``local`` (this process, decoding in threads) or ``ray`` (a Ray Data
-pipeline over model actors, on one machine or a cluster). Both write the same shards.
+"""Where extraction runs: the ``local`` or the ``ray`` engine.
+
+``local`` runs in this process, decoding in threads; ``ray`` is a Ray Data pipeline over model
+actors, on one machine or a cluster. Both write the same shards.
 """

@@ -1,5 +1,7 @@
-"""The local engine: one loaded detector in this process extracts image names into shards,
-while background threads decode the next images.
+"""The local engine: extraction into shards in this process.
+
+One loaded detector in this process extracts image names into shards, while background threads
+decode the next images.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Extractor:
     """A loaded detector writing lists of image names into shard files."""
 
     def __init__(self, job: ExtractJob, detector: Detector) -> None:
+        """Set up ``detector`` for ``job``, refusing a detector of another fingerprint."""
         if detector.fingerprint != job.settings.fingerprint:
             raise KeypointsError(
                 f"this worker's detector ({detector.name}, fingerprint {detector.fingerprint}) "
@@ -35,8 +38,10 @@ class Extractor:
 
     def run(self, names: list[str], shard_size: int, workers: int = 0,
             progress: bool = False) -> list[tuple[str, str]]:  # fmt: skip
-        """Extract ``names`` (decoding in ``workers`` threads) into shards of ``shard_size``
-        images; returns the bad images with the reason.
+        """Extract ``names`` into shards; returns the bad images with the reason.
+
+        ``names`` are decoded in ``workers`` threads and written into shards of ``shard_size``
+        images.
         """
         errors: list[tuple[str, str]] = []
         stream = detect_stream(names, self.detector, self.job.settings.resize, load=self.load,

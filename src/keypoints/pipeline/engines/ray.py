@@ -1,6 +1,8 @@
-"""The Ray engine: the same extraction as a Ray Data pipeline (image names -> ``map_batches`` on
-a pool of actors that each hold the detector -> one shard file per block), merged into the same
-HDF5 file by the driver. Optional: ``pip install "keypoints[ray]"``.
+"""The Ray engine: the same extraction as a Ray Data pipeline.
+
+The pipeline goes image names -> ``map_batches`` on a pool of actors that each hold the
+detector -> one shard file per block; the shards are merged into the same HDF5 file by the
+driver. Optional: ``pip install "keypoints[ray]"``.
 
 The detector is shipped to the actors as it is loaded here (weights included, through Ray's
 object store), never reloaded by name: a checkpoint with custom weights extracts with those
@@ -38,8 +40,10 @@ class _RayExtractor:
 
 def run_ray(job: ExtractJob, detector: Detector, names: list[str], shard_size: int,
             actors: int, address: str | None, progress: bool) -> list[tuple[str, str]]:  # fmt: skip
-    """Extract ``names`` on Ray: a local instance, or the cluster at ``address`` (or
-    ``RAY_ADDRESS``), with ``actors`` model actors. Returns the bad images with the reason.
+    """Extract ``names`` on Ray; returns the bad images with the reason.
+
+    Runs on a local Ray instance, or on the cluster at ``address`` (or ``RAY_ADDRESS``), with
+    ``actors`` model actors.
     """
     try:
         import ray
