@@ -1,5 +1,6 @@
-"""Former home of the transformers-compatible LightGlue, now :mod:`keypoints.hf.lightglue`;
-its names are re-exported here so that existing imports keep working.
+"""Former home of the transformers-compatible LightGlue, now :mod:`keypoints.hf.lightglue`.
+
+Its names are re-exported here so that existing imports keep working.
 """
 
 from .hf.auto import AutoModel, AutoModelForKeypointMatching

@@ -1,5 +1,7 @@
-"""The batch commands: ``extract`` (features of many images into one file), ``pairs``,
-``match-pairs`` (matches of many pairs into one file) and ``colmap`` (a COLMAP database).
+"""The batch commands: ``extract``, ``pairs``, ``match-pairs`` and ``colmap``.
+
+``extract`` (features of many images into one file), ``pairs``, ``match-pairs`` (matches of many
+pairs into one file) and ``colmap`` (a COLMAP database).
 """
 
 from __future__ import annotations
@@ -81,9 +83,10 @@ EXIT_USER_ERROR = 2
 def extract(images, output, model, preset, max_keypoints, threshold, nms_radius, resize,
             half_descriptors, workers, overwrite, device, backend, precision, shard_size,
             engine, max_pixels, address):  # fmt: skip
-    """Extract features of IMAGES (a folder, searched recursively, or a text file of paths)
-    into one HDF5 file that hloc reads. Resumable: rerun the same command after an
-    interruption and it finishes the job.
+    """Extract features of IMAGES into one HDF5 file that hloc reads.
+
+    IMAGES is a folder, searched recursively, or a text file of paths. Resumable: rerun the same
+    command after an interruption and it finishes the job.
     """
     from ..pipeline.extract import extract_report
 
@@ -148,8 +151,9 @@ def pairs_command(source, exhaustive, sequential, output):
 def match_pairs_command(features, pairs_file, exhaustive, sequential, output, preset, ratio,
                         max_distance, matcher, matcher_weights, batch_size, overwrite,
                         precision):  # fmt: skip
-    """Match image pairs of FEATURES (from `keypoints extract`) by mutual nearest neighbour or
-    LightGlue into OUTPUT, in hloc's matches layout.
+    """Match image pairs of FEATURES by mutual nearest neighbour or LightGlue into OUTPUT.
+
+    FEATURES comes from `keypoints extract`; OUTPUT is in hloc's matches layout.
     """
     from ..pipeline.match_pairs import match_pairs
     from ..pipeline.pairs import pairs_from
@@ -200,8 +204,9 @@ def _features_detector(features: str, preset: str | None) -> str | None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing database.")
 def colmap_command(features, matches, database, image_dir, pairs_file, single_camera,
                    no_verify, overwrite):  # fmt: skip
-    """Import FEATURES and MATCHES (hloc layout) into a COLMAP database for
-    pycolmap.incremental_mapping (needs `pip install "keypoints[colmap]"`).
+    """Import FEATURES and MATCHES (hloc layout) into a COLMAP database.
+
+    The database is for pycolmap.incremental_mapping (needs `pip install "keypoints[colmap]"`).
     """
     from ..io.colmap import import_colmap
     from ..pipeline.pairs import read_pairs

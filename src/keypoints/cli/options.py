@@ -1,5 +1,7 @@
-"""Options shared by the commands, their defaults (from :mod:`keypoints.defaults`), and how a
-``--preset`` combines with options given explicitly (explicit > preset > default).
+"""Options shared by the commands, their defaults, and how ``--preset`` combines with them.
+
+The defaults come from :mod:`keypoints.defaults`; a ``--preset`` combines with options given
+explicitly as explicit > preset > default.
 """
 
 from __future__ import annotations
@@ -166,8 +168,9 @@ def pipeline(
     matcher: str | None = None,
     matcher_options: dict[str, Any] | None = None,
 ) -> Preset:
-    """The pipeline a command runs: the preset (if any) with the options given explicitly on
-    top (``None`` values and an :data:`UNSET` resize mean "not given").
+    """The pipeline a command runs: the preset (if any) with the options given explicitly on top.
+
+    ``None`` values and an :data:`UNSET` resize mean "not given".
     """
     base = load_preset(preset) if preset else None
     if base is not None and model is not None and model != base.detector:
@@ -195,8 +198,10 @@ def _renamed(preset: Preset, name: str) -> Preset:
 
 
 def load_matcher_weights(text: str | None):
-    """``--matcher-weights``: a release name or checkpoint file as it is; a transformers Hub
-    id or folder loaded with :class:`keypoints.hf.LightGlueForKeypointMatching`.
+    """``--matcher-weights``: a release name or checkpoint file, or a transformers Hub id or folder.
+
+    A release name or checkpoint file is returned as it is; a transformers Hub id or folder is
+    loaded with :class:`keypoints.hf.LightGlueForKeypointMatching`.
     """
     if text is None:
         return None

@@ -1,5 +1,6 @@
-"""The transformers-compatible surface: processors, SuperPoint and LightGlue models and the Auto
-classes, with transformers' names, inputs, outputs and checkpoints.
+"""The transformers-compatible surface: processors, SuperPoint and LightGlue models, Auto classes.
+
+They have transformers' names, inputs, outputs and checkpoints.
 
 Everything here wraps the core (:mod:`keypoints.models`); the core never imports this package.
 """

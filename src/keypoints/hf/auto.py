@@ -1,5 +1,7 @@
-"""The Auto classes: one registry from a checkpoint's ``model_type`` (or its processor's
-``image_processor_type``) to the config, processor and model classes that load it.
+"""The Auto classes: one registry from a checkpoint's type to the classes that load it.
+
+The registry maps a checkpoint's ``model_type`` (or its processor's ``image_processor_type``) to the
+config, processor and model classes that load it.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ PROCESSOR_TYPES = {
 
 
 def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor: bool = False):
-    """(config class, processor class, model class) for the checkpoint at ``source``, from its
-    ``image_processor_type`` (processor=True) or its config's ``model_type``; SuperPoint for a
-    bare weights file, which carries neither.
+    """(config class, processor class, model class) for the checkpoint at ``source``.
+
+    They are chosen from its ``image_processor_type`` (processor=True) or its config's
+    ``model_type``; SuperPoint for a bare weights file, which carries neither.
     """
     ckpt = read_config(source, dict(kwargs), processor=processor)
     if processor:
@@ -67,8 +70,10 @@ def _classes_for(source: str | os.PathLike, kwargs: Mapping[str, Any], processor
 
 
 def load_auto_model(source, kwargs, expected: type | None = None, instead: str = ""):
-    """Load the model class of ``source``'s ``model_type``; with ``expected``, any other class
-    raises :class:`ConfigError` pointing to the Auto class ``instead``.
+    """Load the model class of ``source``'s ``model_type``.
+
+    With ``expected``, any other class raises :class:`ConfigError` pointing to the Auto class
+    ``instead``.
     """
     model = _classes_for(source, kwargs)[2]
     if expected is not None and model is not expected:
@@ -79,8 +84,9 @@ def load_auto_model(source, kwargs, expected: type | None = None, instead: str =
 
 
 class AutoConfig:
-    """``AutoConfig.from_pretrained(source, **overrides)``: the config class for the
-    checkpoint's ``model_type``.
+    """The config class for the checkpoint's ``model_type``.
+
+    ``AutoConfig.from_pretrained(source, **overrides)`` loads it.
     """
 
     @staticmethod
@@ -90,8 +96,9 @@ class AutoConfig:
 
 
 class AutoImageProcessor:
-    """``AutoImageProcessor.from_pretrained(source)``: the processor for the checkpoint's
-    ``image_processor_type``.
+    """The processor for the checkpoint's ``image_processor_type``.
+
+    ``AutoImageProcessor.from_pretrained(source)`` loads it.
     """
 
     @staticmethod
@@ -101,9 +108,10 @@ class AutoImageProcessor:
 
 
 class AutoModelForKeypointDetection:
-    """``AutoModelForKeypointDetection.from_pretrained(source, **overrides)``: the keypoint
-    detection model for the checkpoint's ``model_type`` (SuperPoint when the source is a bare
-    weights file).
+    """The keypoint detection model for the checkpoint's ``model_type``.
+
+    ``AutoModelForKeypointDetection.from_pretrained(source, **overrides)`` loads it (SuperPoint when
+    the source is a bare weights file).
     """
 
     @staticmethod
@@ -115,8 +123,9 @@ class AutoModelForKeypointDetection:
 
 
 class AutoModelForKeypointMatching:
-    """``AutoModelForKeypointMatching.from_pretrained(source, **overrides)``: the keypoint
-    matching model for the checkpoint's ``model_type`` (``lightglue``).
+    """The keypoint matching model for the checkpoint's ``model_type`` (``lightglue``).
+
+    ``AutoModelForKeypointMatching.from_pretrained(source, **overrides)`` loads it.
     """
 
     @staticmethod
@@ -128,9 +137,11 @@ class AutoModelForKeypointMatching:
 
 
 class AutoModel:
-    """``AutoModel.from_pretrained(source, **overrides)``: the model for the checkpoint's
-    ``model_type``: :class:`LightGlueForKeypointMatching` for ``lightglue``,
-    :class:`SuperPointForKeypointDetection` for ``superpoint`` (and a bare weights file).
+    """The model for the checkpoint's ``model_type``.
+
+    ``AutoModel.from_pretrained(source, **overrides)`` loads it:
+    :class:`LightGlueForKeypointMatching` for ``lightglue``, :class:`SuperPointForKeypointDetection`
+    for ``superpoint`` (and a bare weights file).
     """
 
     @staticmethod

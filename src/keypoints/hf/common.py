@@ -1,5 +1,7 @@
-"""What the transformers-compatible classes share: ``BatchFeature``, dict-like model outputs,
-the facade that wraps a core model, and reading/writing Hub-layout JSON files.
+"""What the transformers-compatible classes share.
+
+``BatchFeature``, dict-like model outputs, the facade that wraps a core model, and reading/writing
+Hub-layout JSON files.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ __all__ = ["BatchFeature", "ModelOutput", "Facade", "read_config", "write_json",
 
 
 class BatchFeature(dict):
-    """A dict of model inputs (``pixel_values``) with attribute access and ``.to(device, dtype)``
-    (only floating-point tensors change dtype), like transformers' ``BatchFeature``.
+    """A dict of model inputs (``pixel_values``), like transformers' ``BatchFeature``.
+
+    It has attribute access and ``.to(device, dtype)`` (only floating-point tensors change dtype).
     """
 
     def __getattr__(self, name: str):
@@ -34,8 +37,9 @@ class BatchFeature(dict):
             raise AttributeError(name) from None
 
     def to(self, *args, **kwargs) -> BatchFeature:
-        """A copy with tensors moved to a device and floating-point ones cast to a dtype:
-        ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords.
+        """A copy with tensors moved to a device and floating-point ones cast to a dtype.
+
+        Call it as ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or with keywords.
         """
         device = kwargs.get("device")
         dtype = kwargs.get("dtype")
@@ -56,8 +60,10 @@ class BatchFeature(dict):
 
 
 class ModelOutput:
-    """Dict-like access to a dataclass of outputs, as transformers' ``ModelOutput``: fields that
-    are None are absent; ``output[0]`` is the first present field, ``output["mask"]`` a field.
+    """Dict-like access to a dataclass of outputs, as transformers' ``ModelOutput``.
+
+    Fields that are None are absent; ``output[0]`` is the first present field, ``output["mask"]`` a
+    field.
     """
 
     def keys(self) -> list[str]:
@@ -90,6 +96,7 @@ class Facade(DeviceMixin, nn.Module):
     """
 
     def __init__(self, core: nn.Module) -> None:
+        """Wrap ``core``, registering its submodules on the facade under their own names."""
         super().__init__()
         self.__dict__["core"] = core
         for name, child in core.named_children():
@@ -107,8 +114,10 @@ class Facade(DeviceMixin, nn.Module):
 
 
 def read_config(source: str | os.PathLike, kwargs: dict[str, Any], *, processor: bool = False):
-    """The Hub checkpoint at ``source`` without its weights; ``revision`` and ``cache_dir`` are
-    taken out of ``kwargs`` (the rest are overrides for the caller).
+    """The Hub checkpoint at ``source`` without its weights.
+
+    ``revision`` and ``cache_dir`` are taken out of ``kwargs`` (the rest are overrides for the
+    caller).
     """
     hub = {k: kwargs.pop(k) for k in ("revision", "cache_dir") if k in kwargs}
     return resolve_checkpoint(

@@ -1,7 +1,8 @@
-"""The transformers-compatible LightGlue: ``LightGlueConfig``, ``LightGlueImageProcessor`` and
-``LightGlueForKeypointMatching``, a facade over the core matcher
-(:class:`keypoints.models.lightglue.LightGlue`) and the SuperPoint facade, with transformers'
-parameter names, inputs and outputs. cvg's checkpoints load natively through
+"""The transformers-compatible LightGlue: its config, image processor and matching model.
+
+``LightGlueConfig``, ``LightGlueImageProcessor`` and ``LightGlueForKeypointMatching``, a facade over
+the core matcher (:class:`keypoints.models.lightglue.LightGlue`) and the SuperPoint facade, with
+transformers' parameter names, inputs and outputs. cvg's checkpoints load natively through
 :meth:`keypoints.models.lightglue.LightGlue.from_pretrained` and :func:`keypoints.match`.
 """
 
@@ -61,6 +62,7 @@ class LightGlueConfig:
     attention_bias: bool = True
 
     def validate(self) -> None:
+        """Make ``keypoint_detector_config`` a dict and refuse unsupported settings."""
         if self.keypoint_detector_config is not None and not isinstance(
             self.keypoint_detector_config, dict
         ):
@@ -103,9 +105,11 @@ class LightGlueConfig:
 
 @dataclass
 class LightGlueKeypointMatchingOutput(ModelOutput):
-    """transformers' output: ``matches (B, 2, N)`` (index into the other image, -1: none),
-    ``matching_scores (B, 2, N)``, ``keypoints (B, 2, N, 2)`` relative (x, y), ``prune
-    (B, 2, N)`` (layers each keypoint went through), ``mask (B, 2, N)`` int32.
+    """transformers' output of :class:`LightGlueForKeypointMatching`.
+
+    ``matches (B, 2, N)`` (index into the other image, -1: none), ``matching_scores (B, 2, N)``,
+    ``keypoints (B, 2, N, 2)`` relative (x, y), ``prune (B, 2, N)`` (layers each keypoint went
+    through), ``mask (B, 2, N)`` int32.
     """
 
     loss: torch.Tensor | None = None
@@ -119,17 +123,20 @@ class LightGlueKeypointMatchingOutput(ModelOutput):
 
 
 class LightGlueForKeypointMatching(Facade):
-    """LightGlue on image pairs: ``forward(pixel_values)`` with ``pixel_values (B, 2, C, H, W)``
-    detects keypoints with SuperPoint on all 2B images, matches each pair, and returns
+    """LightGlue on image pairs, with transformers' inputs and outputs.
+
+    ``forward(pixel_values)`` with ``pixel_values (B, 2, C, H, W)`` detects keypoints with
+    SuperPoint on all 2B images, matches each pair, and returns
     :class:`LightGlueKeypointMatchingOutput`.
 
     A facade over the core matcher (``.matcher``, a :class:`keypoints.models.lightglue.LightGlue`
-    for :func:`keypoints.match`) and the SuperPoint facade (``.keypoint_detector``). Parameters
-    have transformers' names (``keypoint_detector.*`` for SuperPoint), so its state dicts load
-    as they are.
+    for :func:`keypoints.match`) and the SuperPoint facade (``.keypoint_detector``). Parameters have
+    transformers' names (``keypoint_detector.*`` for SuperPoint), so its state dicts load as they
+    are.
     """
 
     def __init__(self, config: LightGlueConfig | None = None, **overrides) -> None:
+        """Build the matcher and its SuperPoint detector from ``config`` and ``overrides``."""
         config = config or LightGlueConfig()
         config = config.replace(**overrides) if overrides else config
         super().__init__(LightGlue(config.matcher_config))
@@ -138,8 +145,9 @@ class LightGlueForKeypointMatching(Facade):
 
     @property
     def matcher(self) -> LightGlue:
-        """The core matcher (sharing these weights): pass it, or this model, as ``matcher=`` to
-        :func:`keypoints.match`.
+        """The core matcher (sharing these weights).
+
+        Pass it, or this model, as ``matcher=`` to :func:`keypoints.match`.
         """
         self._sync_options()
         return self.core
@@ -152,8 +160,10 @@ class LightGlueForKeypointMatching(Facade):
             self.core.config = m.replace(**{n: getattr(c, n) for n in names})
 
     def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
-        """Load a state dict with transformers' key names (the detector's part may also use
-        Magic Leap's); problems name the keys (:func:`~keypoints.models.base.load_checked`).
+        """Load a state dict with transformers' key names.
+
+        The detector's part may also use Magic Leap's; problems name the keys
+        (:func:`~keypoints.models.base.load_checked`).
         """
         detector = {k[len(_DETECTOR) :]: v for k, v in state.items() if k.startswith(_DETECTOR)}
         merged = {k: v for k, v in state.items() if not k.startswith(_DETECTOR)}
@@ -165,14 +175,16 @@ class LightGlueForKeypointMatching(Facade):
                         revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                         detector: str | os.PathLike = SUPERPOINT_SOURCE,
                         **overrides) -> LightGlueForKeypointMatching:  # fmt: skip
-        """Load from a Hub id (e.g. ``ETH-CVG/lightglue_superpoint``; cached by huggingface_hub,
+        """Load from a Hub id, a Hub-layout folder or cvg's original SuperPoint checkpoint.
+
+        Sources: a Hub id (e.g. ``ETH-CVG/lightglue_superpoint``; cached by huggingface_hub,
         ``HF_HUB_OFFLINE`` respected), a folder in the Hub layout (``config.json`` and
-        ``model.safetensors`` with transformers' key names), or cvg's original SuperPoint
-        checkpoint (``"superpoint"`` downloads ``superpoint_lightglue.pth`` once, or its path):
-        its keys are mapped, and as it holds no detector, SuperPoint comes from ``detector``
-        (a Hub id or path) with the settings transformers' conversion uses (2048 keypoints,
-        threshold 0.0005). Keyword ``overrides`` change config fields
-        (``depth_confidence=-1``). Returns the model in eval mode.
+        ``model.safetensors`` with transformers' key names), or cvg's original SuperPoint checkpoint
+        (``"superpoint"`` downloads ``superpoint_lightglue.pth`` once, or its path): its keys are
+        mapped, and as it holds no detector, SuperPoint comes from ``detector`` (a Hub id or path)
+        with the settings transformers' conversion uses (2048 keypoints, threshold 0.0005). Keyword
+        ``overrides`` change config fields (``depth_confidence=-1``). Returns the model in eval
+        mode.
         """
         text = os.fspath(source)
         if text in CVG_FEATURES or (
@@ -205,8 +217,10 @@ class LightGlueForKeypointMatching(Facade):
         return model.eval()
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` with transformers' key names, loadable
-        by transformers' ``LightGlueForKeypointMatching.from_pretrained(directory)``.
+        """Write ``config.json`` and ``model.safetensors`` with transformers' key names.
+
+        They are loadable by transformers'
+        ``LightGlueForKeypointMatching.from_pretrained(directory)``.
         """
         from safetensors.torch import save_file
 
@@ -284,8 +298,10 @@ def _pairs(images) -> list:
 
 
 class LightGlueImageProcessor(SuperPointImageProcessor):
-    """transformers' ``LightGlueImageProcessor``: the SuperPoint preprocessing (resize to 480x640,
-    rescale, NTSC grayscale) on image pairs; ``pixel_values (B, 2, 3, H, W)``.
+    """transformers' ``LightGlueImageProcessor``: the SuperPoint preprocessing on image pairs.
+
+    The preprocessing is resize to 480x640, rescale, NTSC grayscale; the output is
+    ``pixel_values (B, 2, 3, H, W)``.
     """
 
     def to_dict(self) -> dict:
@@ -303,10 +319,11 @@ class LightGlueImageProcessor(SuperPointImageProcessor):
     __call__ = preprocess
 
     def post_process_keypoint_matching(self, outputs, target_sizes, threshold: float = 0.0):
-        """Per pair: ``keypoints0 (K, 2)`` and ``keypoints1 (K, 2)`` int32 absolute (x, y) in
-        images of ``target_sizes`` ((height, width) per image of each pair, truncated to int as
-        transformers does) and ``matching_scores (K,)`` of the matches scoring above
-        ``threshold``.
+        """Per pair, the matches scoring above ``threshold``, in absolute pixels.
+
+        ``keypoints0 (K, 2)`` and ``keypoints1 (K, 2)`` int32 absolute (x, y) in images of
+        ``target_sizes`` ((height, width) per image of each pair, truncated to int as transformers
+        does) and ``matching_scores (K,)`` of the matches scoring above ``threshold``.
         """
         mask = outputs.mask
         sizes = torch.as_tensor(target_sizes, device=mask.device)
@@ -334,8 +351,9 @@ class LightGlueImageProcessor(SuperPointImageProcessor):
         return results
 
     def visualize_keypoint_matching(self, images, keypoint_matching_output) -> list:
-        """Each pair side by side with its matches, coloured from red (score 0) to green (1),
-        as PIL images (transformers' drawing).
+        """Each pair side by side with its matches, as PIL images (transformers' drawing).
+
+        The matches are coloured from red (score 0) to green (1).
         """
         from PIL import Image, ImageDraw
 

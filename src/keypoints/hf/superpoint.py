@@ -1,13 +1,13 @@
-"""The transformers-compatible SuperPoint: swap ``transformers`` for ``keypoints`` in the
-"Keypoint Detection" guide and get the same numbers.
+"""The transformers-compatible SuperPoint: its config, image processor and detection model.
 
-``SuperPointImageProcessor`` reproduces transformers' Pillow backend bit for bit (resize with
-Pillow bilinear on 8-bit RGB, rescale by 1/255, NTSC grayscale), and
-``SuperPointForKeypointDetection`` (a facade over :class:`keypoints.models.superpoint.SuperPoint`)
-returns transformers' output: ``keypoints`` relative (x, y) in [0, 1), ``scores``,
-``descriptors``, ``mask``, padded over the batch. Conversion to absolute pixels happens in
-``post_process_keypoint_detection`` (int32, as transformers does); the native
-:func:`keypoints.detect` keeps sub-pixel float coordinates instead.
+Swap ``transformers`` for ``keypoints`` in the "Keypoint Detection" guide and get the same numbers.
+
+``SuperPointImageProcessor`` reproduces transformers' Pillow backend bit for bit (resize with Pillow
+bilinear on 8-bit RGB, rescale by 1/255, NTSC grayscale), and ``SuperPointForKeypointDetection`` (a
+facade over :class:`keypoints.models.superpoint.SuperPoint`) returns transformers' output:
+``keypoints`` relative (x, y) in [0, 1), ``scores``, ``descriptors``, ``mask``, padded over the
+batch. Conversion to absolute pixels happens in ``post_process_keypoint_detection`` (int32, as
+transformers does); the native :func:`keypoints.detect` keeps sub-pixel float coordinates instead.
 """
 
 from __future__ import annotations
@@ -41,17 +41,20 @@ __all__ = [
 
 @config_class
 class SuperPointConfig(sp.SuperPointConfig):
-    """transformers' ``SuperPointConfig``: :class:`keypoints.models.superpoint.SuperPointConfig`
-    (the same fields, names and defaults) with transformers' ``initializer_range`` and its
-    ``config.json`` persistence.
+    """transformers' ``SuperPointConfig``.
+
+    :class:`keypoints.models.superpoint.SuperPointConfig` (the same fields, names and defaults) with
+    transformers' ``initializer_range`` and its ``config.json`` persistence.
     """
 
     initializer_range: float = 0.02
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, **overrides) -> SuperPointConfig:
-        """Read ``config.json`` from a Hub id or Hub-layout folder (defaults for a bare weights
-        file), then apply keyword ``overrides`` (e.g. ``max_keypoints=300``).
+        """Read ``config.json`` from a Hub id or Hub-layout folder, then apply ``overrides``.
+
+        Defaults for a bare weights file; ``overrides`` are config fields given as keywords (e.g.
+        ``max_keypoints=300``).
         """
         ckpt = read_config(source, overrides)
         return cls.from_dict(ckpt.config or {}, **overrides)
@@ -112,6 +115,7 @@ class SuperPointImageProcessor:
         do_grayscale: bool = True,
         **kwargs,
     ) -> None:
+        """Store the settings (see the class docstring), refusing unknown options."""
         _check_processor_kwargs(kwargs)
         self.do_resize = do_resize
         self.size = _parse_size(size)
@@ -184,9 +188,10 @@ class SuperPointImageProcessor:
     def post_process_keypoint_detection(
         self, outputs, target_sizes: torch.Tensor | Sequence[Sequence[int]]
     ) -> list[dict[str, torch.Tensor]]:
-        """Per image: ``keypoints (N, 2)`` int32 absolute (x, y) in an image of ``target_sizes``
-        = (height, width) (truncated to int, as transformers does), ``scores (N,)``,
-        ``descriptors (N, D)``.
+        """Per image, the keypoints in absolute pixels with their scores and descriptors.
+
+        ``keypoints (N, 2)`` int32 absolute (x, y) in an image of ``target_sizes`` = (height, width)
+        (truncated to int, as transformers does), ``scores (N,)``, ``descriptors (N, D)``.
         """
         mask = get_field(outputs, "mask")
         if isinstance(target_sizes, torch.Tensor):
@@ -213,8 +218,9 @@ class SuperPointImageProcessor:
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, **kwargs) -> SuperPointImageProcessor:
-        """Read ``preprocessor_config.json`` from a Hub id or Hub-layout folder (defaults for a
-        bare weights file); keyword arguments override it.
+        """Read ``preprocessor_config.json`` from a Hub id or Hub-layout folder.
+
+        Defaults for a bare weights file; keyword arguments override it.
         """
         ckpt = read_config(source, kwargs, processor=True)
         return cls(**{**(ckpt.processor or {}), **kwargs})
@@ -252,9 +258,11 @@ def _parse_size(size) -> dict[str, int]:
 # Model ---------------------------------------------------------------------------------------
 @dataclass
 class SuperPointKeypointDescriptionOutput(ModelOutput):
-    """transformers' output: ``keypoints (B, N, 2)`` relative (x, y) (multiply by (width,
-    height) for pixels), ``scores (B, N)``, ``descriptors (B, N, D)``, ``mask (B, N)`` int32
-    (1 = keypoint, 0 = padding), ``hidden_states`` (each encoder block's output) when asked.
+    """transformers' output of :class:`SuperPointForKeypointDetection`.
+
+    ``keypoints (B, N, 2)`` relative (x, y) (multiply by (width, height) for pixels),
+    ``scores (B, N)``, ``descriptors (B, N, D)``, ``mask (B, N)`` int32 (1 = keypoint,
+    0 = padding), ``hidden_states`` (each encoder block's output) when asked.
     """
 
     loss: torch.Tensor | None = None
@@ -266,8 +274,9 @@ class SuperPointKeypointDescriptionOutput(ModelOutput):
 
 
 def _as_config(config, overrides: dict) -> SuperPointConfig:
-    """``config`` (None, a core or a transformers config, or a dict) as this package's
-    transformers-style config, with ``overrides`` applied.
+    """``config`` as this package's transformers-style config, with ``overrides`` applied.
+
+    ``config`` may be None, a core or a transformers config, or a dict.
     """
     if config is None:
         config = SuperPointConfig()
@@ -288,6 +297,7 @@ class SuperPointForKeypointDetection(Facade):
     """
 
     def __init__(self, config=None, **overrides) -> None:
+        """Build the core SuperPoint from ``config`` with ``overrides`` applied."""
         super().__init__(sp.SuperPoint(_as_config(config, overrides)))
 
     @property
@@ -365,10 +375,13 @@ class SuperPointForKeypointDetection(Facade):
         precision: str = "fp32",
         **overrides,
     ) -> SuperPointForKeypointDetection:
-        """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
-        layout folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key
-        naming). Keyword ``overrides`` change config fields (``max_keypoints=300``); ``backend``
-        and ``precision`` as :meth:`keypoints.SuperPoint.from_pretrained`.
+        """Load from a Hub id or folder, a Magic Leap checkpoint or a ``.safetensors`` file.
+
+        A Hub id is cached by huggingface_hub (``HF_HUB_OFFLINE`` respected); the folder is in the
+        Hub layout; the Magic Leap checkpoint is ``superpoint_v1.pth``; the ``.safetensors`` file
+        may use either key naming. Keyword ``overrides`` change config fields
+        (``max_keypoints=300``); ``backend`` and ``precision`` as
+        :meth:`keypoints.SuperPoint.from_pretrained`.
         """
         ckpt = resolve_checkpoint(
             source,
@@ -382,8 +395,10 @@ class SuperPointForKeypointDetection(Facade):
         return model.eval()
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (transformers' key names), loadable by
-        transformers' ``SuperPointForKeypointDetection.from_pretrained(directory)``.
+        """Write ``config.json`` and ``model.safetensors`` (transformers' key names).
+
+        They are loadable by transformers'
+        ``SuperPointForKeypointDetection.from_pretrained(directory)``.
         """
         from safetensors.torch import save_file
 
