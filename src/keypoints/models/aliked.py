@@ -1,11 +1,12 @@
-"""ALIKED (Zhao, Wu, Wang, Jiang, Chen, "ALIKED: A Lighter Keypoint and Descriptor Extraction
-Network via Deformable Transformation", IEEE TIM 2023), in plain PyTorch.
+"""ALIKED, a lightweight keypoint and descriptor network, in plain PyTorch.
 
-Layer names follow the reference (Shiaoming/ALIKED, BSD-3), so its released weights load as
-they are; the four variants are bundled with the package as safetensors. The deformable
-convolutions run on :func:`keypoints.models.ops.deform_conv2d` (plain torch, no torchvision),
-and detection and descriptor sampling are batched (padded with a mask) instead of looping over
-images.
+ALIKED: Zhao, Wu, Wang, Jiang, Chen, "ALIKED: A Lighter Keypoint and Descriptor Extraction Network
+via Deformable Transformation", IEEE TIM 2023.
+
+Layer names follow the reference (Shiaoming/ALIKED, BSD-3), so its released weights load as they
+are; the four variants are bundled with the package as safetensors. The deformable convolutions run
+on :func:`keypoints.models.ops.deform_conv2d` (plain torch, no torchvision), and detection and
+descriptor sampling are batched (padded with a mask) instead of looping over images.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class ALIKEDConfig:
     nms_radius: int = 2
 
     def validate(self) -> None:
+        """Raise ConfigError unless ``model_name`` is a variant and the options are in range."""
         if self.model_name not in VARIANTS:
             raise ConfigError(
                 f"model_name='{self.model_name}' is not an ALIKED variant"
@@ -94,8 +96,10 @@ def bundled_weights(model_name: str):
 
 # Building blocks (reference names: conv1/bn1/conv2/bn2, offset_conv/regular_conv) -----------
 class DeformableConv2d(nn.Module):
-    """3x3 deformable convolution whose offsets come from a plain 3x3 convolution of the input,
-    clamped to a quarter of the map size (the reference's DeformableConv2d, without mask).
+    """3x3 deformable convolution whose offsets come from a plain 3x3 convolution.
+
+    The offsets are computed from the input and clamped to a quarter of the map size (the
+    reference's DeformableConv2d, without mask).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
@@ -174,8 +178,9 @@ class FeatureMaps:
         self.coarse = [level.contiguous() for level in levels[1:]]
 
     def at(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Normalised features at integer pixels ``x``, ``y`` ``(B, P)`` (inside the image)
-        -> ``(B, P, dim)``.
+        """Normalised features at integer pixels ``x``, ``y`` ``(B, P)`` -> ``(B, P, dim)``.
+
+        The pixels must lie inside the image.
         """
         px, py = x + self.offset[0], y + self.offset[1]
         index = (py * self.width + px)[..., None].expand(-1, -1, self.full.shape[-1])
@@ -190,8 +195,9 @@ class FeatureMaps:
         return F.normalize(torch.cat(parts, dim=-1), p=2, dim=-1)
 
     def sample(self, positions: torch.Tensor) -> torch.Tensor:
-        """Bilinear samples at ``(B, P, 2)`` (x, y) float pixels -> ``(B, P, dim)``: zeros
-        outside the image, as ``grid_sample(align_corners=True)`` on the full map.
+        """Bilinear samples at ``(B, P, 2)`` (x, y) float pixels -> ``(B, P, dim)``.
+
+        Zeros outside the image, as ``grid_sample(align_corners=True)`` on the full map.
         """
         height, width = self.size
         x0, y0 = positions[..., 0].floor(), positions[..., 1].floor()
@@ -211,8 +217,10 @@ class FeatureMaps:
 
 
 class SDDH(nn.Module):
-    """Sparse deformable descriptor head: per keypoint, M offsets are predicted from its 3x3
-    feature patch, features are sampled there, projected and aggregated into one descriptor.
+    """Sparse deformable descriptor head: one descriptor per keypoint.
+
+    Per keypoint, M offsets are predicted from its 3x3 feature patch, features are sampled there,
+    projected and aggregated into one descriptor.
     """
 
     def __init__(self, dim: int, kernel_size: int, positions: int) -> None:
@@ -227,8 +235,9 @@ class SDDH(nn.Module):
         self.agg_weights = nn.Parameter(torch.rand(positions, dim, dim))
 
     def forward(self, features: FeatureMaps, keypoints: torch.Tensor) -> torch.Tensor:
-        """``features`` of an ``(H, W)`` image, ``keypoints (B, N, 2)`` float pixels ->
-        descriptors ``(B, N, C)``.
+        """Descriptors ``(B, N, C)`` of ``keypoints (B, N, 2)`` float pixels.
+
+        ``features`` are those of the ``(H, W)`` image the keypoints are in.
         """
         height, width = features.size
         batch, n, _ = keypoints.shape
@@ -274,6 +283,7 @@ class ALIKED(KeypointModel):
     config_class = ALIKEDConfig
 
     def __init__(self, config: ALIKEDConfig | None = None, **overrides) -> None:
+        """Build an untrained network from ``config`` (or the defaults) and ``overrides``."""
         super().__init__(config, **overrides)
         c1, c2, c3, c4, dim, k, m = VARIANTS[self.config.model_name]
         self.block1 = ConvBlock(3, c1)
@@ -307,7 +317,9 @@ class ALIKED(KeypointModel):
         return INFOS[self.config.model_name]
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``(B, 3, H, W)`` -> score map ``(B, H, W)`` in [0, 1] and the four aggregation maps
+        """Score map and multi-scale aggregation maps of ``(B, 3, H, W)`` images.
+
+        ``(B, 3, H, W)`` -> score map ``(B, H, W)`` in [0, 1] and the four aggregation maps
         ``(B, dim/4, h, w)`` of the padded image at 1, 1/2, 1/8 and 1/32 resolution, from which
         :class:`FeatureMaps` computes the features where they are needed. Runs channels-last
         (weights and activations), about 1.7x faster on CPU than the default layout.
@@ -340,8 +352,9 @@ class ALIKED(KeypointModel):
 
     @staticmethod
     def padding(height: int, width: int) -> tuple[int, int, int, int]:
-        """(left, right, top, bottom) replicate padding to multiples of 32, centred as in the
-        reference.
+        """(left, right, top, bottom) replicate padding to multiples of 32.
+
+        The padding is centred as in the reference.
         """
         pad_h, pad_w = -height % 32, -width % 32
         return pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
@@ -403,8 +416,10 @@ class ALIKED(KeypointModel):
 
     @staticmethod
     def _thresholds(scores, nms, threshold, border, image_sizes) -> torch.Tensor:
-        """Per image: ``threshold``, or the image's mean score when no NMS maximum inside the
-        border passes it (or when ``threshold`` is 0), as the reference's DKD does.
+        """Detection threshold per image ``(B,)``, as the reference's DKD chooses it.
+
+        Per image: ``threshold``, or the image's mean score when no NMS maximum inside the border
+        passes it (or when ``threshold`` is 0), as the reference's DKD does.
         """
         batch = scores.shape[0]
         means = scores.reshape(batch, -1).mean(1)
@@ -425,9 +440,11 @@ class ALIKED(KeypointModel):
         precision: str = "fp32",
         **overrides,
     ) -> ALIKED:
-        """Load a variant: ``source`` None or a variant name takes the bundled weights (no
-        network); otherwise a checkpoint path (``.pth`` read with ``weights_only=True``, or
-        ``.safetensors``) for the variant given by ``model_name=``.
+        """Load an ALIKED variant with its weights.
+
+        ``source`` None or a variant name takes the bundled weights (no network); otherwise a
+        checkpoint path (``.pth`` read with ``weights_only=True``, or ``.safetensors``) for the
+        variant given by ``model_name=``.
         """
         if source is not None and os.fspath(source) in VARIANTS:
             overrides.setdefault("model_name", os.fspath(source))

@@ -37,6 +37,7 @@ OPSET = 17
 
 
 def onnxruntime_available() -> bool:
+    """True when onnxruntime can be imported."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -67,8 +68,9 @@ def resolve_backend(name: str, supported: bool = True) -> str:
 
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU has native bfloat16 arithmetic (x86 avx512_bf16 or AMX; read from
-    /proc/cpuinfo, so False where that file is absent).
+    """True when the CPU has native bfloat16 arithmetic (x86 avx512_bf16 or AMX).
+
+    Read from /proc/cpuinfo, so False where that file is absent.
     """
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -107,9 +109,10 @@ class _DenseGraph(nn.Module):
 
 
 def export_onnx(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
-    """Export ``model``'s dense network to ONNX at ``path`` with dynamic batch, height and
-    width (keypoint selection is kept outside the graph). Inputs: ``image`` ``(B, C, H, W)``
-    float32; outputs: the model's ``dense_output_names``. Written atomically.
+    """Export ``model``'s dense network to ONNX at ``path``, written atomically.
+
+    Batch, height and width are dynamic (keypoint selection is kept outside the graph). Inputs:
+    ``image`` ``(B, C, H, W)`` float32; outputs: the model's ``dense_output_names``.
     """
     from ..io import atomic_write
 
@@ -132,8 +135,9 @@ def export_onnx(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
 
 
 def graph_hash(model) -> str:
-    """A short hash of what the exported graph depends on: the model's class, config and
-    weights, and the torch version that exports it.
+    """A short hash of what the exported graph depends on.
+
+    That is the model's class, config and weights, and the torch version that exports it.
     """
     options = {"config": model.config.to_dict(), "torch": torch.__version__}
     return fingerprint(type(model).__name__, options, state_digest(model))
@@ -143,6 +147,7 @@ class OnnxDense:
     """An onnxruntime session on a model's exported dense graph (cached on disk)."""
 
     def __init__(self, model) -> None:
+        """Open a session on ``model``'s dense graph, exporting it first unless cached."""
         import onnxruntime as ort
 
         self.digest = state_digest(model)
@@ -161,6 +166,7 @@ class OnnxDense:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The dense maps of ``image`` ``(B, C, H, W)``, as torch tensors on its device."""
         array = np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)
         outputs = self.session.run(None, {"image": array})
         return tuple(torch.from_numpy(o).to(image.device) for o in outputs)
@@ -181,9 +187,10 @@ _NMS_SESSIONS: dict[int, object] = {}
 
 
 def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
-    """:func:`keypoints.models.ops.simple_nms` run by onnxruntime (about 10x faster on CPU
-    than torch's max-pooling here; max and equality are exact, so the result is identical).
-    The small graph is exported once per radius and cached.
+    """:func:`keypoints.models.ops.simple_nms` run by onnxruntime.
+
+    About 10x faster on CPU than torch's max-pooling here; max and equality are exact, so the result
+    is identical. The small graph is exported once per radius and cached.
     """
     import onnxruntime as ort
 

@@ -1,5 +1,7 @@
-"""What every keypoint network shares: the :class:`~keypoints.models.protocol.Detector`
-protocol on top of a batched tensor ``forward``, device/dtype, backends, safe weight loading.
+"""What every keypoint network shares.
+
+The :class:`~keypoints.models.protocol.Detector` protocol on top of a batched tensor ``forward``,
+device/dtype, backends, safe weight loading.
 """
 
 from __future__ import annotations
@@ -25,24 +27,27 @@ class DeviceMixin:
 
     @property
     def device(self) -> torch.device:
+        """The device of the module's parameters."""
         return next(self.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the module's parameters."""
         return next(self.parameters()).dtype
 
 
 class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
-    """Base of the learned detectors: the :class:`~keypoints.models.protocol.Detector` protocol
-    (``prepare``, ``extract`` -> list of :class:`~keypoints.Features`, ``fingerprint``) on top
-    of the network's batched ``forward``.
+    """Base of the learned detectors.
 
-    Subclasses set ``config_class`` (a declared config), ``info`` (their registry entry, which
-    also says what the input looks like) and implement
-    ``forward(image, image_sizes=None, **options)``: ``image (B, C, H, W)`` float in [0, 1],
-    ``image_sizes (B, 2)`` (height, width) of each image's valid region, per-call ``options``
-    overriding the config; it returns batched, padded ``keypoints (B, N, 2)`` (x, y) pixels of
-    ``image``, ``scores (B, N)``, ``descriptors (B, N, D)`` and ``mask (B, N)``.
+    The :class:`~keypoints.models.protocol.Detector` protocol (``prepare``, ``extract`` -> list of
+    :class:`~keypoints.Features`, ``fingerprint``) on top of the network's batched ``forward``.
+
+    Subclasses set ``config_class`` (a declared config), ``info`` (their registry entry, which also
+    says what the input looks like) and implement ``forward(image, image_sizes=None, **options)``:
+    ``image (B, C, H, W)`` float in [0, 1], ``image_sizes (B, 2)`` (height, width) of each image's
+    valid region, per-call ``options`` overriding the config; it returns batched, padded
+    ``keypoints (B, N, 2)`` (x, y) pixels of ``image``, ``scores (B, N)``, ``descriptors (B, N, D)``
+    and ``mask (B, N)``.
     """
 
     config_class: type
@@ -60,9 +65,11 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         self._onnx = None
 
     def set_backend(self, backend: str = "auto"):
-        """Run the dense network with ``"torch"``, ``"onnxruntime"`` (the same graph exported
-        and cached; falls back to torch with a warning when onnxruntime is missing), or
-        ``"auto"`` (onnxruntime when installed). Returns the model.
+        """Choose the backend that runs the dense network; returns the model.
+
+        Run the dense network with ``"torch"``, ``"onnxruntime"`` (the same graph exported and
+        cached; falls back to torch with a warning when onnxruntime is missing), or ``"auto"``
+        (onnxruntime when installed).
         """
         from .backends import onnxruntime_available, resolve_backend
 
@@ -74,9 +81,11 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         return self
 
     def set_precision(self, precision: str = "fp32"):
-        """``"fp32"`` (default) or ``"bf16"``: the dense network under bfloat16 autocast,
-        channels-last, in torch (faster where the CPU has avx512_bf16 or AMX; elsewhere it
-        warns and stays fp32). Keypoint selection and sampling stay fp32. Returns the model.
+        """Choose the precision of the dense network; returns the model.
+
+        ``"fp32"`` (default) or ``"bf16"``: the dense network under bfloat16 autocast,
+        channels-last, in torch (faster where the CPU has avx512_bf16 or AMX; elsewhere it warns and
+        stays fp32). Keypoint selection and sampling stay fp32.
         """
         from .backends import resolve_precision
 
@@ -101,8 +110,9 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         return self.dense_torch(image)
 
     def nms(self, scores: torch.Tensor, radius: int) -> torch.Tensor:
-        """:func:`~keypoints.models.ops.simple_nms` of ``(B, H, W)`` scores on the backend
-        (identical results; onnxruntime's max-pooling is much faster on CPU).
+        """:func:`~keypoints.models.ops.simple_nms` of ``(B, H, W)`` scores on the backend.
+
+        Identical results; onnxruntime's max-pooling is much faster on CPU.
         """
         on_cpu = scores.device.type == "cpu" and scores.dtype == torch.float32
         if self.nms_backend == "onnxruntime" and on_cpu:
@@ -165,8 +175,9 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         load_checked(self, state, strict)
 
     def finish_loading(self, state, strict: bool, backend: str, precision: str):
-        """Load ``state``, switch to eval mode, set backend and precision: the end of every
-        ``from_pretrained``. Returns the model.
+        """Load ``state``, switch to eval mode, set backend and precision; returns the model.
+
+        This is the end of every ``from_pretrained``.
         """
         self.load_weights(state, strict=strict)
         return self.eval().set_backend(backend).set_precision(precision)

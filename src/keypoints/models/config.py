@@ -41,11 +41,13 @@ def check_max_keypoints(value, allow_all: bool = True) -> None:
 
 
 def config_class(cls):
-    """Make ``cls`` a keyword-only dataclass whose constructor rejects unknown names with the
-    closest valid one, and give it ``to_dict``, ``from_dict``, ``replace`` and ``to_json_string``.
+    """Make ``cls`` a keyword-only config dataclass with checked option names.
 
-    ``cls`` may define ``validate(self)`` (called after every construction) and
-    ``aliases`` (a dict of alternative option names, e.g. ``threshold`` -> ``keypoint_threshold``).
+    Its constructor rejects unknown names with the closest valid one, and it gets ``to_dict``,
+    ``from_dict``, ``replace`` and ``to_json_string``.
+
+    ``cls`` may define ``validate(self)`` (called after every construction) and ``aliases`` (a dict
+    of alternative option names, e.g. ``threshold`` -> ``keypoint_threshold``).
     """
     cls = dataclasses.dataclass(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -77,8 +79,10 @@ def config_class(cls):
 
     @classmethod
     def from_dict(cls_, data: Mapping[str, Any], **overrides):
-        """Build from a saved dict (transformers' metadata keys and unknown keys are ignored)
-        plus keyword overrides (which must be valid option names).
+        """Build from a saved dict plus keyword overrides.
+
+        Transformers' metadata keys and unknown keys of ``data`` are ignored; the overrides must be
+        valid option names.
         """
         model_type = data.get("model_type")
         expected = getattr(cls_, "model_type", None)

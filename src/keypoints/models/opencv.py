@@ -1,6 +1,6 @@
-"""OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al.
+"""OpenCV's SIFT (Lowe 2004) and ORB (Rublee et al. 2011) as detectors.
 
-2011) as :class:`~keypoints.models.protocol. Detector` s: ``extract(prepared images)`` ->
+Both implement :class:`~keypoints.models.protocol.Detector`: ``extract(prepared images)`` ->
 :class:`~keypoints.Features` with scales and orientations, and ``detect_image(gray uint8 (H, W))``
 -> keypoints (N, 2) float32 (x, y), scores (N,), descriptors (N, D), scales (N,) and orientations
 (N,). OpenCV's pixel convention (centres at integers) is ours.
@@ -22,9 +22,10 @@ __all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB", "rootsift", "INFOS"]
 
 
 def rootsift(descriptors):
-    """RootSIFT (Arandjelovic & Zisserman 2012) of non-negative SIFT descriptors ``(N, 128)``
-    (numpy or torch, raw or L2-normalised: the L1 normalisation removes either scale): L1
-    normalise, square root, so the dot product is the Hellinger kernel; rows have unit L2 norm.
+    """RootSIFT (Arandjelovic & Zisserman 2012) of non-negative SIFT descriptors ``(N, 128)``.
+
+    Numpy or torch, raw or L2-normalised (the L1 normalisation removes either scale): L1 normalise,
+    square root, so the dot product is the Hellinger kernel; rows have unit L2 norm.
     """
     if isinstance(descriptors, torch.Tensor):
         return (descriptors / descriptors.sum(1, keepdim=True).clamp(min=1e-12)).sqrt()
@@ -33,7 +34,9 @@ def rootsift(descriptors):
 
 @config_class
 class SIFTConfig:
-    """``max_keypoints`` (-1: all; else the best by response), ``threshold`` (OpenCV's
+    """SIFT options.
+
+    ``max_keypoints`` (-1: all; else the best by response), ``threshold`` (OpenCV's
     contrastThreshold, 0.04), ``rootsift`` (RootSIFT, Arandjelovic & Zisserman 2012).
     """
 
@@ -42,20 +45,24 @@ class SIFTConfig:
     rootsift: bool = False
 
     def validate(self) -> None:
+        """Raise ConfigError when ``max_keypoints`` or ``threshold`` is out of range."""
         check_max_keypoints(self.max_keypoints)
         check_unit("threshold", self.threshold)
 
 
 @config_class
 class ORBConfig:
-    """``max_keypoints`` (OpenCV's nfeatures, default 2048), ``threshold`` (the FAST threshold
-    as a fraction of 255, default 20/255 as OpenCV).
+    """ORB options.
+
+    ``max_keypoints`` (OpenCV's nfeatures, default 2048), ``threshold`` (the FAST threshold as a
+    fraction of 255, default 20/255 as OpenCV).
     """
 
     max_keypoints: int = 2048
     threshold: float = 20 / 255
 
     def validate(self) -> None:
+        """Raise ConfigError when ``max_keypoints`` (>= 1) or ``threshold`` is out of range."""
         check_max_keypoints(self.max_keypoints, allow_all=False)
         check_unit("threshold", self.threshold)
 
@@ -127,9 +134,11 @@ class _OpenCVDetector(InfoFacts):
         return out
 
     def detect_image(self, gray: np.ndarray, **options):
-        """``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D),
-        scales (N,) (OpenCV's ``KeyPoint.size``, pixels) and orientations (N,) (radians), numpy,
-        the N best by OpenCV's response, in decreasing order.
+        """Detect and describe one 8-bit grayscale image, in numpy.
+
+        ``gray`` (H, W) uint8 -> keypoints (N, 2) float32, scores (N,), descriptors (N, D), scales
+        (N,) (OpenCV's ``KeyPoint.size``, pixels) and orientations (N,) (radians), numpy, the N best
+        by OpenCV's response, in decreasing order.
         """
         conf = self.config.replace(**options) if options else self.config
         dim, dtype = self.descriptor_dim, np.uint8 if self.binary else np.float32

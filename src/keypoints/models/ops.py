@@ -23,8 +23,10 @@ __all__ = [
 
 
 def cells_to_heatmap(logits: torch.Tensor, cell: int) -> torch.Tensor:
-    """SuperPoint's detector output ``(B, cell*cell + 1, h, w)`` -> ``(B, h*cell, w*cell)``
-    probabilities: softmax over each cell's pixels and the dustbin, dustbin dropped.
+    """SuperPoint's detector logits -> per-pixel keypoint probabilities.
+
+    ``(B, cell*cell + 1, h, w)`` -> ``(B, h*cell, w*cell)`` probabilities: softmax over each cell's
+    pixels and the dustbin, dustbin dropped.
     """
     prob = F.softmax(logits, 1)[:, :-1]
     b, _, h, w = prob.shape
@@ -135,8 +137,10 @@ def select_keypoints(
 def sample_descriptors(
     keypoints: torch.Tensor, descriptors: torch.Tensor, scale: int = 8
 ) -> torch.Tensor:
-    """Bilinearly interpolate a dense ``(B, C, h, w)`` descriptor map at ``(B, N, 2)`` (x, y)
-    pixel keypoints of the ``scale``-times larger image; returns ``(B, N, C)`` L2-normalised.
+    """Bilinearly sampled, L2-normalised descriptors ``(B, N, C)`` at keypoints.
+
+    Bilinearly interpolate a dense ``(B, C, h, w)`` descriptor map at ``(B, N, 2)`` (x, y) pixel
+    keypoints of the ``scale``-times larger image; returns ``(B, N, C)`` L2-normalised.
 
     Same sampling as SuperGlue/LightGlue and transformers (cell centres at ``s/2 - 0.5``,
     ``align_corners=True``), so descriptors agree with those implementations.
@@ -157,8 +161,10 @@ def sample_descriptors(
 
 
 def concat_padded(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Concatenate batched, padded extraction outputs (``keypoints (B, N, 2)``, ``scores``,
-    ``descriptors``, ``mask (B, N)``) along the batch, zero-padding N to the largest.
+    """Concatenate batched, padded extraction outputs along the batch.
+
+    The outputs (``keypoints (B, N, 2)``, ``scores``, ``descriptors``, ``mask (B, N)``) are
+    zero-padded in N to the largest.
     """
     n = max(o["mask"].shape[1] for o in outputs)
     result = {}
@@ -173,8 +179,10 @@ def concat_padded(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 
 def sample_map(dense: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-    """Bilinearly sample a ``(B, C, H, W)`` map at ``(B, N, 2)`` (x, y) pixel positions of the
-    same grid (pixel centres at integers); returns ``(B, N, C)``, zeros outside.
+    """Bilinearly sample a ``(B, C, H, W)`` map at ``(B, N, 2)`` (x, y) pixel positions.
+
+    Positions are on the same grid as the map (pixel centres at integers); returns ``(B, N, C)``,
+    zeros outside.
     """
     batch, channels, height, width = dense.shape
     scale = keypoints.new_tensor([max(width - 1, 1), max(height - 1, 1)])
@@ -186,9 +194,11 @@ def sample_map(dense: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
 def soft_argmax_refine(
     scores: torch.Tensor, keypoints: torch.Tensor, radius: int, temperature: float = 0.1
 ) -> torch.Tensor:
-    """Sub-pixel keypoints by a soft-argmax of the ``(B, H, W)`` score map over the
-    ``(2r+1)^2`` window around each ``(B, N, 2)`` integer keypoint (ALIKE/ALIKED's DKD, Zhao et
-    al. 2022/2023): ``x + sum(softmax(s / T) * offset)``. The map is zero outside the image.
+    """Sub-pixel keypoints ``(B, N, 2)`` by a soft-argmax of the score map around each one.
+
+    The soft-argmax of the ``(B, H, W)`` score map runs over the ``(2r+1)^2`` window around each
+    ``(B, N, 2)`` integer keypoint (ALIKE/ALIKED's DKD, Zhao et al. 2022/2023):
+    ``x + sum(softmax(s / T) * offset)``. The map is zero outside the image.
     """
     batch, height, width = scores.shape
     k = 2 * radius + 1
@@ -214,15 +224,19 @@ def deform_conv2d(
     padding: int = 1,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Deformable convolution (Dai et al.
+    """Deformable convolution in plain torch, as ``torchvision.ops.deform_conv2d``.
 
-    2017; v2 modulation with ``mask``, Zhu et al. 2019) in plain torch, with the semantics of
-    ``torchvision.ops.deform_conv2d`` (stride 1, dilation 1, one offset group).
+    Deformable convolution (Dai et al. 2017; v2 modulation with ``mask``, Zhu et al. 2019) in plain
+    torch, with the semantics of ``torchvision.ops.deform_conv2d`` (stride 1, dilation 1, one offset
+    group).
 
     Args:
-        x: ``(B, C, H, W)``. weight: ``(O, C, kh, kw)``. bias: ``(O,)`` or None.
+        x: ``(B, C, H, W)``.
         offset: ``(B, 2*kh*kw, Ho, Wo)``, per kernel tap ``(dy, dx)`` interleaved, taps in
             row-major order, as torchvision lays them out.
+        weight: ``(O, C, kh, kw)``.
+        bias: ``(O,)`` or None.
+        padding: zero padding added on every side of ``x`` (default 1).
         mask: ``(B, kh*kw, Ho, Wo)`` modulation or None.
 
     Returns ``(B, O, Ho, Wo)``. Samples are bilinear with zeros outside the image.

@@ -1,11 +1,12 @@
-"""What every detector is: the facts a registry entry holds, and the protocol a loaded detector
-implements.
+"""What every detector is: its registry entry's facts and its protocol.
+
+The facts a registry entry holds, and the protocol a loaded detector implements.
 
 A detector file under ``models/`` declares one :class:`DetectorInfo` per released variant (name,
-descriptor size, license, where the weights come from, which LightGlue weights fit its
-descriptors, how images are preprocessed) and a class implementing :class:`Detector`;
-``models/registry.py`` lists the infos. Everything downstream (detection, matching, the
-pipeline, the CLI) asks these two and never branches on a model's name.
+descriptor size, license, where the weights come from, which LightGlue weights fit its descriptors,
+how images are preprocessed) and a class implementing :class:`Detector`; ``models/registry.py``
+lists the infos. Everything downstream (detection, matching, the pipeline, the CLI) asks these two
+and never branches on a model's name.
 """
 
 from __future__ import annotations
@@ -97,8 +98,10 @@ class DetectorInfo:
         return self.available()
 
     def as_dict(self) -> dict[str, Any]:
-        """``name``, ``kind``, ``descriptor_dim``, ``binary``, ``license``, ``weights``,
-        ``matcher_weights`` and ``offline`` (usable now without a network), for listings.
+        """The entry's facts as a dict, for listings.
+
+        ``name``, ``kind``, ``descriptor_dim``, ``binary``, ``license``, ``weights``,
+        ``matcher_weights`` and ``offline`` (usable now without a network).
         """
         return {
             "name": self.name,
@@ -125,42 +128,63 @@ class Detector(Protocol):
     config: Any
 
     @property
-    def info(self) -> DetectorInfo: ...
+    def info(self) -> DetectorInfo:
+        """The detector's registry entry."""
+        ...
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The registry name, also ``Features.model``."""
+        ...
 
     @property
-    def descriptor_dim(self) -> int: ...
+    def descriptor_dim(self) -> int:
+        """Descriptor size D."""
+        ...
 
     @property
-    def binary(self) -> bool: ...
+    def binary(self) -> bool:
+        """True for binary (uint8, Hamming) descriptors."""
+        ...
 
     @property
-    def license(self) -> str: ...
+    def license(self) -> str:
+        """The weights' license."""
+        ...
 
     @property
-    def matcher_weights(self) -> str | None: ...
+    def matcher_weights(self) -> str | None:
+        """The LightGlue release trained on these descriptors, or None."""
+        ...
 
     @property
-    def offline(self) -> bool: ...
+    def offline(self) -> bool:
+        """True when the detector can run without a network."""
+        ...
 
     @property
-    def preprocessing(self) -> Preprocessing: ...
+    def preprocessing(self) -> Preprocessing:
+        """What the detector's input looks like."""
+        ...
 
     @property
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """Where the detector runs."""
+        ...
 
     @property
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """A short hash identifying the weights and options."""
+        ...
 
     def prepare(self, array: np.ndarray, resize: int | Sequence[int] | None) -> Prepared:
         """A decoded ``(H, W, C)`` image -> the detector's input (pure numpy, thread-safe)."""
         ...
 
     def extract(self, images: Sequence[Prepared]) -> list[Features]:
-        """Detect and describe a batch of prepared images; one :class:`Features` per image, in
-        order, keypoints in original-image pixels.
+        """Detect and describe a batch of prepared images.
+
+        One :class:`Features` per image, in order, keypoints in original-image pixels.
         """
         ...
 
@@ -208,15 +232,19 @@ class InfoFacts:
         return self.info.preprocessing
 
     def prepare(self, array: np.ndarray, resize: int | Sequence[int] | None) -> Prepared:
-        """A decoded ``(H, W, C)`` image (:func:`keypoints.image.to_array`) -> this detector's
-        input, resized by ``resize`` (see :func:`keypoints.image.resized_shape`).
+        """A decoded ``(H, W, C)`` image -> this detector's input.
+
+        The image comes from :func:`keypoints.image.to_array`; it is resized by ``resize`` (see
+        :func:`keypoints.image.resized_shape`).
         """
         return self.preprocessing.prepare(array, resize)
 
 
 def fingerprint(kind: str, options: dict[str, Any], weights: str = "") -> str:
-    """A short hex hash of a detector's class ``kind``, its ``options`` (a JSON-able dict) and
-    the digest of its ``weights``: :data:`FINGERPRINT_LENGTH` hex digits.
+    """A short hex hash of a detector's class, options and weights.
+
+    The hash covers the detector's class ``kind``, its ``options`` (a JSON-able dict) and the digest
+    of its ``weights``: :data:`FINGERPRINT_LENGTH` hex digits.
     """
     text = json.dumps({"kind": kind, "options": options, "weights": weights}, sort_keys=True,
                       default=str)  # fmt: skip
@@ -256,9 +284,10 @@ def features_from_prepared(
     scales: torch.Tensor | None = None,
     orientations: torch.Tensor | None = None,
 ) -> Features:
-    """:class:`Features` of one prepared image: ``keypoints (N, 2)`` (x, y) in pixels of the
-    prepared image are mapped back to the original image (scales too), and the detector's name
-    and fingerprint are recorded.
+    """:class:`Features` of one prepared image, in original-image pixels.
+
+    ``keypoints (N, 2)`` (x, y) in pixels of the prepared image are mapped back to the original
+    image (scales too), and the detector's name and fingerprint are recorded.
     """
     height, width = item.original
     if scales is not None:  # sizes in original-image pixels, as the keypoints

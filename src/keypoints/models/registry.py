@@ -1,9 +1,11 @@
-"""The registry: detector names -> their :class:`~keypoints.models.protocol.DetectorInfo`
-entries, and :func:`load_model`, which turns a name, a checkpoint or a Hub id into a ready
+"""The registry of detectors, and :func:`load_model`.
+
+Detector names -> their :class:`~keypoints.models.protocol.DetectorInfo` entries, and
+:func:`load_model`, which turns a name, a checkpoint or a Hub id into a ready
 :class:`~keypoints.models.protocol.Detector`. Loaded models are cached per process.
 
-To add a detector: write ``models/<name>.py`` (its config, its network implementing the
-protocol, its ``DetectorInfo``) and list the info in :data:`MODELS` below.
+To add a detector: write ``models/<name>.py`` (its config, its network implementing the protocol,
+its ``DetectorInfo``) and list the info in :data:`MODELS` below.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ _CACHE: dict[tuple[str, str, str, str], Any] = {}
 
 
 def list_models() -> list[dict]:
-    """One dict per registered model (see :meth:`DetectorInfo.as_dict`): ``name``, ``kind``,
-    ``descriptor_dim``, ``binary``, ``license``, ``weights`` (where they come from),
-    ``matcher_weights`` (the LightGlue release for its descriptors) and ``offline``.
+    """One dict per registered model (see :meth:`DetectorInfo.as_dict`).
+
+    Keys: ``name``, ``kind``, ``descriptor_dim``, ``binary``, ``license``, ``weights``
+    (where they come from), ``matcher_weights`` (the LightGlue release for its descriptors) and
+    ``offline``.
     """
     return [info.as_dict() for info in MODELS.values()]
 

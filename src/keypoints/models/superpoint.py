@@ -1,9 +1,11 @@
-"""SuperPoint (DeTone, Malisiewicz, Rabinovich, "SuperPoint: Self-Supervised Interest Point
-Detection and Description", CVPRW 2018), in plain PyTorch.
+"""SuperPoint, a self-supervised keypoint detector and descriptor, in plain PyTorch.
+
+SuperPoint: DeTone, Malisiewicz, Rabinovich, "SuperPoint: Self-Supervised Interest Point Detection
+and Description", CVPRW 2018.
 
 Layer names follow Magic Leap's ``superpoint_v1.pth`` (``conv1a`` ... ``convPb``, ``convDb``);
-transformers' names (``encoder.conv_blocks.0.conv_a`` ...) are mapped at load and save time.
-Numbers match transformers' ``SuperPointForKeypointDetection`` on the same weights.
+transformers' names (``encoder.conv_blocks.0.conv_a`` ...) are mapped at load and save time. Numbers
+match transformers' ``SuperPointForKeypointDetection`` on the same weights.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class SuperPointConfig:
     border_removal_distance: int = 4
 
     def validate(self) -> None:
+        """Make ``encoder_hidden_sizes`` a tuple of ints; raise ConfigError on a bad option."""
         self.encoder_hidden_sizes = tuple(int(v) for v in self.encoder_hidden_sizes)
         check_range(
             "encoder_hidden_sizes",
@@ -122,8 +125,9 @@ def _native_key(key: str) -> str:
 
 
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map a SuperPoint state dict in transformers' or Magic Leap's key naming (optionally under
-    a ``module.``/``superpoint.`` prefix) to ours (Magic Leap names).
+    """Map a SuperPoint state dict in transformers' or Magic Leap's key naming to ours.
+
+    The keys may be under a ``module.``/``superpoint.`` prefix; ours are the Magic Leap names.
     """
     return {_native_key(k): v for k, v in state.items()}
 
@@ -167,6 +171,7 @@ class SuperPoint(KeypointModel):
         return INFO
 
     def __init__(self, config: SuperPointConfig | None = None, **overrides) -> None:
+        """Build an untrained network from ``config`` (or the defaults) and ``overrides``."""
         super().__init__(config, **overrides)
         sizes = (1, *self.config.encoder_hidden_sizes)
         for i in range(len(sizes) - 1):
@@ -181,8 +186,9 @@ class SuperPoint(KeypointModel):
 
     # dense maps ---------------------------------------------------------------------------
     def encode_stages(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """``(B, 1, H, W)`` -> the output of each encoder block (after its pooling): ``(B, 64,
-        H/2, W/2)``, ..., ``(B, C, H/8, W/8)``.
+        """The output of each encoder block (after its pooling) for ``(B, 1, H, W)`` images.
+
+        ``(B, 1, H, W)`` -> ``(B, 64, H/2, W/2)``, ..., ``(B, C, H/8, W/8)``.
         """
         stages, x = [], image
         for i in range(1, self.num_blocks + 1):
@@ -231,8 +237,10 @@ class SuperPoint(KeypointModel):
         image_sizes: torch.Tensor | None = None,
         **options,
     ) -> dict[str, torch.Tensor]:
-        """Keypoints of a heatmap ``(B, H, W)`` and their descriptors sampled from the dense
-        descriptors ``(B, D, H/8, W/8)``; returns what :meth:`forward` returns.
+        """Keypoints of a heatmap ``(B, H, W)``, with descriptors from the dense map.
+
+        The descriptors are sampled from the dense descriptors ``(B, D, H/8, W/8)``; returns what
+        :meth:`forward` returns.
         """
         conf = self.config.replace(**options) if options else self.config
         # 2. NMS of the heatmap
@@ -271,10 +279,12 @@ class SuperPoint(KeypointModel):
         precision: str = "fp32",
         **overrides,
     ):
-        """Load from a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-
-        layout folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key
-        naming). Keyword ``overrides`` change config fields (``max_keypoints=300``). ``backend``
-        runs the dense network with torch or onnxruntime (see ``set_backend``).
+        """Load SuperPoint from a Hub id, a Hub-layout folder or a checkpoint file.
+
+        Sources: a Hub id (cached by huggingface_hub; ``HF_HUB_OFFLINE`` respected), a Hub-layout
+        folder, a Magic Leap ``superpoint_v1.pth`` or a ``.safetensors`` file (either key naming).
+        Keyword ``overrides`` change config fields (``max_keypoints=300``). ``backend`` runs the
+        dense network with torch or onnxruntime (see ``set_backend``).
         """
         ckpt = resolve_checkpoint(
             source,

@@ -1,8 +1,9 @@
-"""SuperPoint retrained by Rémi Pautrat and Paul-Edouard Sarlin (rpautrat/SuperPoint, MIT):
-a commercially usable SuperPoint. Same detector and descriptor design as Magic Leap's
+"""SuperPoint retrained by Rémi Pautrat and Paul-Edouard Sarlin (rpautrat/SuperPoint, MIT).
+
+A commercially usable SuperPoint. Same detector and descriptor design as Magic Leap's
 (DeTone et al. 2018), with BatchNorm after every convolution's ReLU (VGG blocks), descriptors
-sampled at cell centres, and the weights ``weights/superpoint_v6_from_tf.pth`` downloaded from
-that repository on first use and cached (``keypoints.models.weights.cache_dir``).
+sampled at cell centres, and the weights ``weights/superpoint_v6_from_tf.pth`` downloaded from that
+repository on first use and cached (``keypoints.models.weights.cache_dir``).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ INFO = DetectorInfo(
 
 @config_class
 class SuperPointOpenConfig:
-    """Options: ``max_keypoints`` (-1: all), ``threshold`` (0.005), ``nms_radius`` (4),
-    ``border`` (4 pixels removed on every side).
+    """Options of the MIT SuperPoint.
+
+    ``max_keypoints`` (-1: all), ``threshold`` (0.005), ``nms_radius`` (4), ``border`` (4 pixels
+    removed on every side).
     """
 
     max_keypoints: int = -1
@@ -54,6 +57,7 @@ class SuperPointOpenConfig:
     aliases = {"detection_threshold": "threshold", "max_num_keypoints": "max_keypoints"}
 
     def validate(self) -> None:
+        """Make ``channels`` a tuple of ints; raise ConfigError on an out-of-range option."""
         self.channels = tuple(int(c) for c in self.channels)
         check_max_keypoints(self.max_keypoints)
         check_unit("threshold", self.threshold)
@@ -62,6 +66,7 @@ class SuperPointOpenConfig:
 
     @property
     def cell_size(self) -> int:
+        """Pixels per descriptor cell: 2 ** (number of pooling layers)."""
         return 2 ** (len(self.channels) - 2)
 
 
@@ -76,8 +81,10 @@ class VGGBlock(nn.Sequential):
 
 
 class SuperPointOpen(KeypointModel):
-    """The MIT SuperPoint; ``forward`` as :class:`keypoints.SuperPoint` (grayscale
-    ``(B, 1, H, W)`` input, padded to a multiple of 8 by the pipeline).
+    """The MIT SuperPoint network and keypoint extraction.
+
+    ``forward`` as :class:`keypoints.SuperPoint` (grayscale ``(B, 1, H, W)`` input, padded to a
+    multiple of 8 by the pipeline).
     """
 
     config_class = SuperPointOpenConfig
@@ -88,6 +95,7 @@ class SuperPointOpen(KeypointModel):
         return INFO
 
     def __init__(self, config: SuperPointOpenConfig | None = None, **overrides) -> None:
+        """Build an untrained network from ``config`` (or the defaults) and ``overrides``."""
         super().__init__(config, **overrides)
         channels = [1, *self.config.channels[:-1]]
         blocks = []
@@ -108,8 +116,10 @@ class SuperPointOpen(KeypointModel):
     dense_output_names = ("heatmap", "descriptors")
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, 1, H, W)`` -> heatmap ``(B, H, W)`` (softmax over each cell and the dustbin)
-        and L2-normalised dense descriptors ``(B, D, H/8, W/8)``.
+        """Heatmap and L2-normalised dense descriptors of ``(B, 1, H, W)`` images.
+
+        ``(B, 1, H, W)`` -> heatmap ``(B, H, W)`` (softmax over each cell and the dustbin) and
+        L2-normalised dense descriptors ``(B, D, H/8, W/8)``.
         """
         features = self.backbone(image)
         heat = ops.cells_to_heatmap(self.detector(features), self.config.cell_size)
@@ -146,7 +156,9 @@ class SuperPointOpen(KeypointModel):
         precision: str = "fp32",
         **overrides,
     ) -> SuperPointOpen:
-        """``source`` None downloads (once, then cached) the MIT weights from rpautrat/SuperPoint;
+        """Load the MIT SuperPoint, from rpautrat/SuperPoint or a local checkpoint.
+
+        ``source`` None downloads (once, then cached) the MIT weights from rpautrat/SuperPoint;
         otherwise a local checkpoint in the same key layout. ``backend``: see
         :meth:`~keypoints.models.base.KeypointModel.set_backend`.
         """

@@ -240,8 +240,9 @@ def hub_cached(repo_id: str, filename: str = CONFIG_NAME) -> bool:
 
 
 def cache_dir() -> Path:
-    """Where downloaded non-Hub weights live: ``$KEYPOINTS_CACHE``, else
-    ``$XDG_CACHE_HOME/keypoints`` or ``~/.cache/keypoints``.
+    """Where downloaded non-Hub weights live.
+
+    ``$KEYPOINTS_CACHE``, else ``$XDG_CACHE_HOME/keypoints`` or ``~/.cache/keypoints``.
     """
     if os.environ.get("KEYPOINTS_CACHE"):
         return Path(os.environ["KEYPOINTS_CACHE"]).expanduser()
@@ -256,9 +257,10 @@ def offline_mode() -> bool:
 
 
 def download_url(url: str, filename: str, hint: str = "pass a local path instead") -> Path:
-    """Return the cached copy of ``url`` (``cache_dir() / filename``), downloading it first
-    when absent (written to a temporary name, then renamed: never half a file). Offline
-    mode or an unreachable server with no cached copy raises :class:`WeightsNotFoundError`.
+    """Return the cached copy of ``url`` (``cache_dir() / filename``), downloading it if absent.
+
+    The download is written to a temporary name, then renamed: never half a file. Offline mode or an
+    unreachable server with no cached copy raises :class:`WeightsNotFoundError`.
     """
     import urllib.request
 
