@@ -87,8 +87,9 @@ def _open(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
                     finally:
                         Image.MAX_IMAGE_PIXELS = previous
         _check_pixels(image.size, max_pixels, f"'{path}'")
-        if getattr(image, "n_frames", 1) > 1:
-            warnings.warn(f"'{path}' has {image.n_frames} frames; using the first", stacklevel=3)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            warnings.warn(f"'{path}' has {frames} frames; using the first", stacklevel=3)
         image.load()
     except UnidentifiedImageError:
         raise ImageError(f"'{path}' is not an image file Pillow can read") from None

@@ -26,7 +26,7 @@ from .defaults import (
 )
 from .errors import ConfigError, closest
 from .features import Features, Matches
-from .models.config import config_class
+from .models.config import Config, config_class
 from .models.lightglue import LightGlue, LightGlueMatcher
 from .models.registry import MODELS as MODELS_BY_NAME
 from .models.registry import detector_info
@@ -52,7 +52,7 @@ BLOCK_ELEMENTS = 1 << 24
 
 
 @config_class
-class NearestNeighbourConfig:
+class NearestNeighbourConfig(Config):
     """Options of mutual nearest-neighbour matching.
 
     ``ratio``: Lowe's ratio test (Lowe 2004), keep a match only when its distance is below
@@ -93,7 +93,7 @@ def _distances(d0: torch.Tensor, d1: torch.Tensor, metric: str, sq1: torch.Tenso
     The quantity is squared L2, ``1 - cos`` or Hamming bits (:func:`_finish` turns the selected
     ones into distances).
     """
-    if metric == "l2":  # |a|^2 + |b|^2 - 2 a.b, in place
+    if metric == "l2" and sq1 is not None:  # |a|^2 + |b|^2 - 2 a.b, in place
         block = torch.addmm(sq1[None], d0, d1.T, alpha=-2)
         return block.add_((d0 * d0).sum(1, keepdim=True))
     dot = d0 @ d1.T
@@ -245,8 +245,9 @@ def load_matcher(
         The matcher; options and a precision other than the loaded one give a copy sharing
         the weights.
     """
-    if isinstance(getattr(weights, "matcher", None), LightGlueMatcher):
-        weights = weights.matcher
+    wrapped = getattr(weights, "matcher", None)
+    if isinstance(wrapped, LightGlueMatcher):
+        weights = wrapped
     if isinstance(weights, LightGlueMatcher):
         net = weights if device is None else weights.to(device)
     else:

@@ -113,7 +113,7 @@ def plot_matches(
         colors = ["lime"] * len(keep)
     else:
         colors = ["lime" if g else "red" for g in good[keep]]
-    ax.add_collection(LineCollection(segments, colors=colors, linewidths=0.6, alpha=0.7))
+    ax.add_collection(LineCollection(list(segments), colors=colors, linewidths=0.6, alpha=0.7))
     ax.scatter(*np.concatenate([p0, p1]).T, s=2, c="cyan", linewidths=0)
     if title is None:
         title = f"{len(idx)} matches" + ("" if inliers is None else f", {int(good.sum())} inliers")

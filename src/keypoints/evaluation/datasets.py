@@ -75,6 +75,8 @@ def _sequence(folder: Path) -> Sequence | None:
     else:
         return None
     reference = _image(folder, stem.format(1))
+    if reference is None:
+        raise DatasetError(f"image '{folder / stem.format(1)}' (.ppm/.pgm/...) is missing")
     seq = Sequence(folder.name, subset, reference)
     for k in range(2, 100):
         image = _image(folder, stem.format(k))

@@ -55,13 +55,12 @@ def repeatability(
     size1: tuple[int, int],
     threshold: float = 3.0,
 ) -> float:
-    """Repeatability (DeTone et al.
+    """Repeatability of two images' keypoints (DeTone et al. 2018, SuperPoint, section 7.2).
 
-    2018, SuperPoint, section 7.2): keypoints of each image are kept when they fall inside the other
-    image after warping (the shared view); a kept keypoint is repeated when a kept keypoint of the
-    other image lies within ``threshold`` pixels after warping. Symmetric: (repeated in 0 + repeated
-    in 1) / (kept in 0 + kept in 1); 0 when no keypoint is in the shared view. Sizes are (width,
-    height).
+    Keypoints of each image are kept when they fall inside the other image after warping (the
+    shared view); a kept keypoint is repeated when a kept keypoint of the other image lies within
+    ``threshold`` pixels after warping. Symmetric: (repeated in 0 + repeated in 1) / (kept in 0 +
+    kept in 1); 0 when no keypoint is in the shared view. Sizes are (width, height).
     """
     warped0 = warp_points(keypoints0, homography)
     warped1 = warp_points(keypoints1, np.linalg.inv(homography))
@@ -82,11 +81,10 @@ def matching_accuracy(
     homography: np.ndarray,
     thresholds: Sequence[float] = tuple(range(1, 11)),
 ) -> np.ndarray:
-    """Mean matching accuracy of one pair (Dusmanu et al.
+    """Mean matching accuracy of one pair (Dusmanu et al. 2019, D2-Net, section 5.1).
 
-    2019, D2-Net, section 5.1): for each threshold, the fraction of ``matches (K, 2)`` whose
-    keypoint in image 0, warped by ``homography``, lies within the threshold of its match in image
-    1. 0 when K = 0.
+    For each threshold, the fraction of ``matches (K, 2)`` whose keypoint in image 0, warped by
+    ``homography``, lies within the threshold of its match in image 1; 0 when K = 0.
     """
     if len(matches) == 0:
         return np.zeros(len(thresholds))
@@ -112,10 +110,10 @@ def corner_error(estimate: np.ndarray | None, truth: np.ndarray, size0: tuple[in
 
 def homography_accuracy(errors: Sequence[float], thresholds=(1, 3, 5, 10)) -> dict[str, float]:
     """Fraction of pairs whose corner error is at most each threshold."""
-    errors = np.asarray(errors, dtype=np.float64)
-    if len(errors) == 0:
+    values = np.asarray(errors, dtype=np.float64)
+    if len(values) == 0:
         return {str(t): 0.0 for t in thresholds}
-    return {str(t): float((errors <= t).mean()) for t in thresholds}
+    return {str(t): float((values <= t).mean()) for t in thresholds}
 
 
 def homography_auc(errors: Sequence[float], thresholds=(1, 3, 5, 10)) -> dict[str, float]:
@@ -124,17 +122,20 @@ def homography_auc(errors: Sequence[float], thresholds=(1, 3, 5, 10)) -> dict[st
     The area is divided by the threshold (SuperGlue / glue-factory's AUC); failed estimates count
     as infinite error.
     """
-    errors = np.sort(np.asarray(errors, dtype=np.float64))
+    values = np.sort(np.asarray(errors, dtype=np.float64))
     out = {}
     for t in thresholds:
-        if len(errors) == 0:
+        if len(values) == 0:
             out[str(t)] = 0.0
             continue
-        recall = np.arange(1, len(errors) + 1) / len(errors)
-        last = int(np.searchsorted(errors, t))
-        x = np.concatenate([[0.0], errors[:last], [t]])
+        recall = np.arange(1, len(values) + 1) / len(values)
+        last = int(np.searchsorted(values, t))
+        x = np.concatenate([[0.0], values[:last], [t]])
         y = np.concatenate([[0.0], recall[:last], [recall[last - 1] if last else 0.0]])
-        out[str(t)] = (
-            float(np.trapezoid(y, x) / t) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / t)
-        )
+        out[str(t)] = _trapezoid(y, x) / t
     return out
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    """The area under the piecewise linear curve through ``(x, y)`` (the trapezoid rule)."""
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))

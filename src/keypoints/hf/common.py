@@ -95,6 +95,8 @@ class Facade(DeviceMixin, nn.Module):
     facade does not define are read from the core (``set_backend``, ``precision``, ...).
     """
 
+    core: nn.Module
+
     def __init__(self, core: nn.Module) -> None:
         """Wrap ``core``, registering its submodules on the facade under their own names."""
         super().__init__()

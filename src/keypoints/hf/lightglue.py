@@ -18,7 +18,7 @@ from ..errors import ConfigError, ImageError
 from ..image import to_array
 from ..io import atomic_write
 from ..models.base import load_checked
-from ..models.config import check_unit, config_class
+from ..models.config import Config, check_unit, config_class
 from ..models.lightglue import CVG_FEATURES, LightGlue, LightGlueMatcherConfig, is_cvg_state_dict
 from ..models.superpoint import DEFAULT_SOURCE as SUPERPOINT_SOURCE
 from ..models.superpoint import convert_state_dict, to_transformers_state_dict
@@ -37,7 +37,7 @@ _DETECTOR = "keypoint_detector."
 
 
 @config_class
-class LightGlueConfig:
+class LightGlueConfig(Config):
     """transformers' ``LightGlueConfig`` fields and defaults.
 
     ``keypoint_detector_config``: the SuperPoint config as a dict (default: SuperPoint's defaults).
@@ -135,6 +135,8 @@ class LightGlueForKeypointMatching(Facade):
     are.
     """
 
+    core: LightGlue
+
     def __init__(self, config: LightGlueConfig | None = None, **overrides) -> None:
         """Build the matcher and its SuperPoint detector from ``config`` and ``overrides``."""
         config = config or LightGlueConfig()
@@ -195,7 +197,7 @@ class LightGlueForKeypointMatching(Facade):
                                   hint="pass a local Hub-layout folder")  # fmt: skip
         config = LightGlueConfig.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
-        model.load_weights(load_state_dict(ckpt.weights), strict=strict)  # type: ignore[arg-type]
+        model.load_weights(load_state_dict(ckpt.weights_file), strict=strict)  # type: ignore[arg-type]
         return model.eval()
 
     @classmethod
@@ -357,13 +359,10 @@ class LightGlueImageProcessor(SuperPointImageProcessor):
         """
         from PIL import Image, ImageDraw
 
-        arrays = [to_array(x) for x in _pairs(images)]
+        arrays = [_rgb8(to_array(x)) for x in _pairs(images)]
         pictures = []
         for i, result in enumerate(keypoint_matching_output):
-            a, b = (np.repeat(x, 3, 2) if x.shape[2] == 1 else x for x in arrays[2 * i : 2 * i + 2])
-            a, b = (
-                x if x.dtype == np.uint8 else np.uint8(np.clip(x * 255, 0, 255)) for x in (a, b)
-            )
+            a, b = arrays[2 * i], arrays[2 * i + 1]
             canvas = np.zeros((max(len(a), len(b)), a.shape[1] + b.shape[1], 3), np.uint8)
             canvas[: len(a), : a.shape[1]], canvas[: len(b), a.shape[1] :] = a, b
             picture = Image.fromarray(canvas)
@@ -378,3 +377,12 @@ class LightGlueImageProcessor(SuperPointImageProcessor):
                 draw.ellipse((x1 + offset - 2, y1 - 2, x1 + offset + 2, y1 + 2), fill="black")
             pictures.append(picture)
         return pictures
+
+
+def _rgb8(array: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` from :func:`keypoints.image.to_array` -> ``(H, W, 3)`` uint8."""
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.dtype != np.uint8:
+        array = np.clip(array * 255, 0, 255).astype(np.uint8)
+    return array

@@ -296,6 +296,8 @@ class SuperPointForKeypointDetection(Facade):
     ``model.config`` (``from_pretrained(..., max_keypoints=300)`` sets them).
     """
 
+    core: sp.SuperPoint
+
     def __init__(self, config=None, **overrides) -> None:
         """Build the core SuperPoint from ``config`` with ``overrides`` applied."""
         super().__init__(sp.SuperPoint(_as_config(config, overrides)))
@@ -390,7 +392,7 @@ class SuperPointForKeypointDetection(Facade):
             hint="pass a local checkpoint path (e.g. /path/to/superpoint_v1.pth)",
         )
         model = cls(SuperPointConfig.from_dict(ckpt.config or {}, **overrides))
-        state = load_state_dict(ckpt.weights)  # type: ignore[arg-type]
+        state = load_state_dict(ckpt.weights_file)
         model.core.finish_loading(state, strict, backend, precision)
         return model.eval()
 

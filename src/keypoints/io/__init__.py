@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ __all__ = ["atomic_write", "save_features", "load_features", "FORMATS"]
 FORMATS = ("npz", "json")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``; returns ``path``.
 
     The temporary file is in the same folder, so an interrupted run never leaves a half-written
@@ -58,8 +59,9 @@ def save_features(features: Features, path: str | os.PathLike, fmt: str | None =
     def write(tmp: str) -> None:
         if fmt == "npz":
             strings = {k: np.asarray(v) for k, v in labels.items() if v is not None}
+            payload: dict[str, Any] = {**arrays, **strings}
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays, **strings)
+                np.savez(f, **payload)
         else:
             data = {k: v.tolist() for k, v in arrays.items()}
             data.update(labels)

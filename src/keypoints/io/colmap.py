@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, ImageNotFoundError, KeypointsError
-from .hloc import list_names, pair_name
+from .hloc import dataset, list_names, pair_name
 
 __all__ = ["import_colmap", "ColmapImport", "matched_pairs"]
 
@@ -174,9 +174,12 @@ def _write_images(handle, features: Path, names: list[str], cameras: _Cameras,
     ids = {}
     with h5py.File(features, "r") as file:
         for name in names:
+            group = file[name]
+            assert isinstance(group, h5py.Group)  # list_names found it as a group
             if image_dir is None:
-                size = tuple(int(v) for v in file[name]["image_size"][()])
-                image = cameras.pycolmap.Image(name=name, camera_id=cameras.for_image(name, size))
+                width, height = (int(v) for v in dataset(group, "image_size"))
+                camera = cameras.for_image(name, (width, height))
+                image = cameras.pycolmap.Image(name=name, camera_id=camera)
                 ids[name] = handle.write_image(image)
             else:
                 image = handle.read_image_with_name(name)
@@ -184,7 +187,7 @@ def _write_images(handle, features: Path, names: list[str], cameras: _Cameras,
                     raise ImageNotFoundError(f"{name} was not found in {image_dir}")
                 ids[name] = image.image_id
             # keypoints in COLMAP's convention (pixel centres at +0.5)
-            keypoints = file[name]["keypoints"][()].astype(np.float32) + 0.5
+            keypoints = dataset(group, "keypoints").astype(np.float32) + 0.5
             handle.write_keypoints(ids[name], keypoints)
     return ids
 
@@ -197,7 +200,10 @@ def _write_matches(handle, matches: Path, pairs, ids: dict[str, int]) -> int:
             key = pair_name(name0, name1)
             if key not in file:
                 raise KeypointsError(f"no matches for the pair ({name0}, {name1}) in {matches}")
-            matches0 = file[key]["matches0"][()]
+            group = file[key]
+            if not isinstance(group, h5py.Group):
+                raise KeypointsError(f"{matches}: {key} is not a group of matches")
+            matches0 = dataset(group, "matches0")
             valid = np.flatnonzero(matches0 > -1)
             pair_matches = np.stack([valid, matches0[valid]], axis=1).astype(np.uint32)
             handle.write_matches(ids[name0], ids[name1], pair_matches)

@@ -36,6 +36,7 @@ __all__ = [
     "pair_name",
     "write_matches",
     "read_matches",
+    "dataset",
 ]
 
 
@@ -67,28 +68,42 @@ def read_features(path: str | os.PathLike | h5py.File, name: str) -> Features:
     if not isinstance(path, h5py.Group):
         with h5py.File(path, "r") as file:
             return read_features(file, name)
-    if name not in path or "keypoints" not in path[name]:
+    group = path.get(name)
+    if not isinstance(group, h5py.Group) or "keypoints" not in group:
         raise KeypointsError(f"no features for '{name}' in {path.file.filename}")
-    group = path[name]
-    descriptors = group["descriptors"][()].T
+    descriptors = dataset(group, "descriptors").T
     binary = descriptors.dtype == np.uint8
 
     def optional(key):
-        return torch.from_numpy(group[key][()].astype(np.float32)) if key in group else None
+        return torch.from_numpy(dataset(group, key).astype(np.float32)) if key in group else None
 
+    width, height = (int(v) for v in dataset(group, "image_size"))
     return Features(
-        keypoints=torch.from_numpy(group["keypoints"][()].astype(np.float32)),
-        scores=torch.from_numpy(group["scores"][()].astype(np.float32)),
+        keypoints=torch.from_numpy(dataset(group, "keypoints").astype(np.float32)),
+        scores=torch.from_numpy(dataset(group, "scores").astype(np.float32)),
         descriptors=torch.from_numpy(
             np.ascontiguousarray(descriptors if binary else descriptors.astype(np.float32))
         ),
-        image_size=tuple(int(v) for v in group["image_size"][()]),
+        image_size=(width, height),
         model=_text(group.attrs.get("model")),
         binary=bool(binary),
         scales=optional("scales"),
         orientations=optional("oris"),
         fingerprint=_text(group.attrs.get("fingerprint")),
     )
+
+
+def dataset(group: h5py.Group, key: str) -> np.ndarray:
+    """The array stored as dataset ``key`` of ``group``.
+
+    A missing entry, or one that is not a dataset, raises :class:`KeypointsError` naming it.
+    """
+    item = group.get(key)
+    if not isinstance(item, h5py.Dataset):
+        raise KeypointsError(
+            f"{group.file.filename}: {group.name}/{key} is missing or not an array"
+        )
+    return np.asarray(item[()])
 
 
 def _text(value) -> str | None:
@@ -153,7 +168,10 @@ def read_matches(path: str | os.PathLike | h5py.File, name0: str, name1: str) ->
         key, reverse = pair_name(name1, name0), True
     if key not in path:
         raise KeypointsError(f"no matches for the pair ({name0}, {name1}) in {path.file.filename}")
-    matches0 = path[key]["matches0"][()]
+    group = path[key]
+    if not isinstance(group, h5py.Group):
+        raise KeypointsError(f"{path.file.filename}: {key} is not a group of matches")
+    matches0 = dataset(group, "matches0")
     valid = np.flatnonzero(matches0 > -1)
     pairs = np.stack([valid, matches0[valid]], axis=1).astype(np.int64)
     return pairs[:, ::-1].copy() if reverse else pairs

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ConfigError, closest
 from . import ops
 from .base import KeypointModel
-from .config import check_int, check_max_keypoints, check_unit, config_class
+from .config import Config, check_int, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
 from .weights import load_state_dict, resolve_checkpoint
 
@@ -59,7 +59,7 @@ INFOS = {variant: _info(variant) for variant in VARIANTS}
 
 
 @config_class
-class ALIKEDConfig:
+class ALIKEDConfig(Config):
     """ALIKED options (LightGlue's names in brackets).
 
     ``model_name``: one of :data:`VARIANTS`. ``max_keypoints`` (max_num_keypoints): -1 for
@@ -304,7 +304,7 @@ class ALIKED(KeypointModel):
             nn.Conv2d(4, 1, 3, padding=1, bias=False),
         )
         self.desc_head = SDDH(dim, k, m)
-        self.to(memory_format=torch.channels_last)  # loading weights keeps this layout
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # kept on load
 
     @property
     def projections(self) -> tuple[nn.Module, ...]:
@@ -341,7 +341,8 @@ class ALIKED(KeypointModel):
         # score head on the upsampled concatenation. Its first layer (1x1, no bias) is linear,
         # so it commutes with the bilinear upsampling: apply it per scale, then upsample 8
         # channels instead of dim (the same sum, reassociated)
-        weights = self.score_head[0].weight.chunk(4, dim=1)
+        first: nn.Conv2d = self.score_head[0]  # type: ignore[assignment]
+        weights = first.weight.chunk(4, dim=1)
         head = F.conv2d(levels[0], weights[0])
         for level, weight, factor in zip(levels[1:], weights[1:], (2, 8, 32)):
             head = head + F.interpolate(
@@ -455,5 +456,5 @@ class ALIKED(KeypointModel):
             with resources.as_file(bundled_weights(config.model_name)) as path:
                 state = load_state_dict(path)
         else:
-            state = load_state_dict(resolve_checkpoint(source, config=False).weights)
+            state = load_state_dict(resolve_checkpoint(source, config=False).weights_file)
         return model.finish_loading(state, strict, backend, precision)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -183,7 +184,7 @@ class _NMSGraph(nn.Module):
         return simple_nms(scores, self.radius)
 
 
-_NMS_SESSIONS: dict[int, object] = {}
+_NMS_SESSIONS: dict[int, Any] = {}
 
 
 def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ __all__ = ["DeviceMixin", "KeypointModel", "load_checked"]
 
 class DeviceMixin:
     """``device`` and ``dtype`` of a module's parameters, as transformers' models have them."""
+
+    parameters: Callable[..., Iterator[nn.Parameter]]  # nn.Module's
 
     @property
     def device(self) -> torch.device:
@@ -91,7 +93,7 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
 
         self.precision = resolve_precision(precision)
         if self.precision == "bf16":
-            self.to(memory_format=torch.channels_last)
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return self
 
     def dense(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, TypeVar
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # Python 3.10: only type checkers read it
+
+    def dataclass_transform(**kwargs):
+        """No-op stand-in for :func:`typing.dataclass_transform` (Python 3.11+)."""
+        return lambda decorated: decorated
+
 
 from ..errors import ConfigError, closest
 
-__all__ = ["config_class", "check_range", "check_int", "check_unit", "check_max_keypoints"]
+__all__ = [
+    "Config",
+    "config_class",
+    "check_range",
+    "check_int",
+    "check_unit",
+    "check_max_keypoints",
+]
 
 
 def check_range(name: str, value, ok: bool, allowed: str) -> None:
@@ -40,26 +57,36 @@ def check_max_keypoints(value, allow_all: bool = True) -> None:
     check_range("max_keypoints", value, ok, "-1 (all) or >= 1" if allow_all else ">= 1")
 
 
-def config_class(cls):
-    """Make ``cls`` a keyword-only config dataclass with checked option names.
+C = TypeVar("C", bound="Config")
 
-    Its constructor rejects unknown names with the closest valid one, and it gets ``to_dict``,
-    ``from_dict``, ``replace`` and ``to_json_string``.
 
-    ``cls`` may define ``validate(self)`` (called after every construction) and ``aliases`` (a dict
-    of alternative option names, e.g. ``threshold`` -> ``keypoint_threshold``).
+class Config:
+    """Base of the declared configs: checked option names, aliases, dict round trips.
+
+    Subclasses are decorated with :func:`config_class`, declare their options as annotated
+    fields with defaults, and may define ``validate(self)`` (called after every construction),
+    ``aliases`` (alternative option names, e.g. ``threshold`` -> ``keypoint_threshold``) and
+    ``model_type`` (the checkpoint format a saved config must declare, if any).
     """
-    cls = dataclasses.dataclass(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    aliases: dict[str, str] = dict(getattr(cls, "aliases", {}))
-    dataclass_init = cls.__init__
 
-    def canonical(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    option_names: ClassVar[tuple[str, ...]] = ()
+    aliases: ClassVar[dict[str, str]] = {}
+    model_type: ClassVar[str | None] = None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for an out-of-range option (nothing to check here)."""
+
+    @classmethod
+    def canonical(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with aliases resolved.
+
+        An unknown name raises :class:`ConfigError` naming the closest valid one.
+        """
         out = {}
         for key, value in kwargs.items():
-            name = aliases.get(key, key)
-            if name not in names:
-                valid = sorted(set(names) | set(aliases))
+            name = cls.aliases.get(key, key)
+            if name not in cls.option_names:
+                valid = sorted(set(cls.option_names) | set(cls.aliases))
                 raise ConfigError(
                     f"unknown option '{key}' for {cls.__name__}{closest(key, valid)}; "
                     f"valid options: {', '.join(valid)}"
@@ -67,43 +94,52 @@ def config_class(cls):
             out[name] = value
         return out
 
-    def __init__(self, **kwargs):
-        dataclass_init(self, **canonical(kwargs))
-        if hasattr(self, "validate"):
-            self.validate()
-
     def to_dict(self) -> dict[str, Any]:
+        """The options as plain values (tuples become lists, as JSON has them)."""
         return {
-            name: list(v) if isinstance(v := getattr(self, name), tuple) else v for name in names
+            name: list(v) if isinstance(v := getattr(self, name), tuple) else v
+            for name in self.option_names
         }
 
     @classmethod
-    def from_dict(cls_, data: Mapping[str, Any], **overrides):
+    def from_dict(cls: type[C], data: Mapping[str, Any], **overrides) -> C:
         """Build from a saved dict plus keyword overrides.
 
-        Transformers' metadata keys and unknown keys of ``data`` are ignored; the overrides must be
-        valid option names.
+        transformers' metadata keys and unknown keys of ``data`` are ignored; the overrides must
+        be valid option names. A ``model_type`` other than the class's raises.
         """
         model_type = data.get("model_type")
-        expected = getattr(cls_, "model_type", None)
+        expected = cls.model_type
         if model_type is not None and expected is not None and model_type != expected:
             raise ConfigError(
                 f"the checkpoint's config is for model_type '{model_type}', not '{expected}'"
             )
-        known = {k: v for k, v in data.items() if k in names}
-        return cls_(**{**known, **canonical(overrides)})
+        known = {k: v for k, v in data.items() if k in cls.option_names}
+        return cls(**{**known, **cls.canonical(overrides)})
 
-    def replace(self, **overrides):
+    def replace(self: C, **overrides) -> C:
         """A copy with some options changed (validated; aliases accepted)."""
-        return type(self)(**{**self.to_dict(), **canonical(overrides)})
+        return type(self)(**{**self.to_dict(), **self.canonical(overrides)})
 
     def to_json_string(self) -> str:
+        """The options as indented, sorted JSON."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    cls.__init__ = __init__
-    cls.to_dict = to_dict
-    cls.from_dict = from_dict
-    cls.replace = replace
-    cls.to_json_string = to_json_string
-    cls.option_names = tuple(names)
+
+@dataclass_transform(kw_only_default=True)
+def config_class(cls: type[C]) -> type[C]:
+    """Make ``cls`` (a :class:`Config` subclass) a keyword-only dataclass with checked names.
+
+    Its constructor accepts aliases, rejects unknown names with the closest valid one, and
+    calls ``validate`` after every construction.
+    """
+    cls = dataclasses.dataclass(cls)
+    cls.option_names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    dataclass_init = cls.__init__
+
+    def __init__(self, **kwargs) -> None:
+        dataclass_init(self, **type(self).canonical(kwargs))
+        self.validate()
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
     return cls

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsError, WeightsNotFoundError
 from .base import DeviceMixin, load_checked
-from .config import config_class
+from .config import Config, config_class
 
 __all__ = [
     "CVG_FEATURES",
@@ -44,7 +45,7 @@ __all__ = [
 
 
 @config_class
-class LightGlueMatcherConfig:
+class LightGlueMatcherConfig(Config):
     """The matcher's options (transformers' ``LightGlueConfig`` names).
 
     ``input_dim``: the detector's descriptor size (projected to ``descriptor_dim`` when they
@@ -316,7 +317,8 @@ class LightGlueMatcher(nn.Module):
                 break
             if prune:
                 # 4. adaptive width: drop keypoints unlikely to match, unless unsure
-                matchable = self.match_assignment_layers[layer].matchability_probability(x)
+                head = cast(MatchAssignment, self.match_assignment_layers[layer])
+                matchable = head.matchability_probability(x)
                 keep = matchable > 1 - c.width_confidence
                 if confidences is not None:
                     keep |= confidences <= confidence_threshold(layer, num_layers)

@@ -15,7 +15,7 @@ import torch
 
 from ..features import Features
 from ..image import Prepared
-from .config import check_max_keypoints, check_unit, config_class
+from .config import Config, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, InfoFacts, Preprocessing, features_from_prepared, fingerprint
 
 __all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB", "rootsift", "INFOS"]
@@ -33,7 +33,7 @@ def rootsift(descriptors):
 
 
 @config_class
-class SIFTConfig:
+class SIFTConfig(Config):
     """SIFT options.
 
     ``max_keypoints`` (-1: all; else the best by response), ``threshold`` (OpenCV's
@@ -51,7 +51,7 @@ class SIFTConfig:
 
 
 @config_class
-class ORBConfig:
+class ORBConfig(Config):
     """ORB options.
 
     ``max_keypoints`` (OpenCV's nfeatures, default 2048), ``threshold`` (the FAST threshold as a
@@ -133,6 +133,14 @@ class _OpenCVDetector(InfoFacts):
             out.append(features_from_prepared(self, item, kpts, scores, desc, scales, oris))
         return out
 
+    def _detector(self, conf):  # pragma: no cover - every detector overrides it
+        """The OpenCV detector object for the options ``conf``."""
+        raise NotImplementedError
+
+    def _descriptors(self, desc: np.ndarray, conf) -> np.ndarray:  # pragma: no cover
+        """OpenCV's descriptors post-processed (normalised, RootSIFT, uint8)."""
+        raise NotImplementedError
+
     def detect_image(self, gray: np.ndarray, **options):
         """Detect and describe one 8-bit grayscale image, in numpy.
 
@@ -174,12 +182,12 @@ class SIFT(_OpenCVDetector):
         import cv2
 
         n = conf.max_keypoints if conf.max_keypoints > 0 else 0
-        return cv2.SIFT_create(nfeatures=n, contrastThreshold=conf.threshold)
+        return cv2.SIFT_create(nfeatures=n, contrastThreshold=conf.threshold)  # pyright: ignore[reportAttributeAccessIssue]
 
     def _descriptors(self, desc: np.ndarray, conf) -> np.ndarray:
         desc = desc.astype(np.float32)
         if conf.rootsift:
-            desc = rootsift(desc)
+            desc = np.asarray(rootsift(desc))
         return desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
 
 
@@ -198,7 +206,7 @@ class ORB(_OpenCVDetector):
         import cv2
 
         fast = max(1, int(round(conf.threshold * 255)))
-        return cv2.ORB_create(nfeatures=conf.max_keypoints, fastThreshold=fast)
+        return cv2.ORB_create(nfeatures=conf.max_keypoints, fastThreshold=fast)  # pyright: ignore[reportAttributeAccessIssue]
 
     def _descriptors(self, desc: np.ndarray, conf) -> np.ndarray:
         return desc.astype(np.uint8)

@@ -83,9 +83,7 @@ def _load_path(text: str) -> KeypointModel:
         raise ConfigError(f"model_type '{model_type}' of '{text}' is not supported")
     if model_type == "superpoint":
         return SuperPoint.from_pretrained(text)
-    if ckpt.weights is None:  # pragma: no cover - resolve_checkpoint raises first
-        raise WeightsNotFoundError(f"'{text}' holds no weights")
-    state = load_state_dict(ckpt.weights)
+    state = load_state_dict(ckpt.weights_file)
     net: KeypointModel
     if "desc_head.agg_weights" in state:  # ALIKED: the variant follows from two shapes
         c1, m = state["block1.conv1.weight"].shape[0], state["desc_head.agg_weights"].shape[0]

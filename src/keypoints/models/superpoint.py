@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel, load_checked
-from .config import check_int, check_max_keypoints, check_range, check_unit, config_class
+from .config import Config, check_int, check_max_keypoints, check_range, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
 from .weights import hub_cached, load_state_dict, resolve_checkpoint
 
@@ -50,7 +50,7 @@ INFO = DetectorInfo(
 
 
 @config_class
-class SuperPointConfig:
+class SuperPointConfig(Config):
     """SuperPoint options, with the names and defaults of transformers' ``SuperPointConfig``.
 
     Architecture: ``encoder_hidden_sizes`` (channels of the conv blocks; each block but the last
@@ -294,4 +294,4 @@ class SuperPoint(KeypointModel):
         )
         config = cls.config_class.from_dict(ckpt.config or {}, **overrides)
         model = cls(config)
-        return model.finish_loading(load_state_dict(ckpt.weights), strict, backend, precision)
+        return model.finish_loading(load_state_dict(ckpt.weights_file), strict, backend, precision)

@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel
-from .config import check_int, check_max_keypoints, check_unit, config_class
+from .config import Config, check_int, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
 from .weights import cache_dir, download_url, load_state_dict, resolve_checkpoint
 
@@ -40,7 +40,7 @@ INFO = DetectorInfo(
 
 
 @config_class
-class SuperPointOpenConfig:
+class SuperPointOpenConfig(Config):
     """Options of the MIT SuperPoint.
 
     ``max_keypoints`` (-1: all), ``threshold`` (0.005), ``nms_radius`` (4), ``border`` (4 pixels
@@ -100,7 +100,7 @@ class SuperPointOpen(KeypointModel):
         channels = [1, *self.config.channels[:-1]]
         blocks = []
         for i, c in enumerate(channels[1:], 1):
-            layers = [VGGBlock(channels[i - 1], c, 3), VGGBlock(c, c, 3)]
+            layers: list[nn.Module] = [VGGBlock(channels[i - 1], c, 3), VGGBlock(c, c, 3)]
             if i < len(channels) - 1:
                 layers.append(nn.MaxPool2d(2, 2))
             blocks.append(nn.Sequential(*layers))
@@ -170,5 +170,5 @@ class SuperPointOpen(KeypointModel):
                 hint="pass a local copy of superpoint_v6_from_tf.pth with --model PATH",
             )
         else:
-            path = resolve_checkpoint(source, config=False).weights
+            path = resolve_checkpoint(source, config=False).weights_file
         return model.finish_loading(load_state_dict(path), strict, backend, precision)

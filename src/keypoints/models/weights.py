@@ -49,6 +49,13 @@ class Checkpoint:
     config: dict[str, Any] | None
     processor: dict[str, Any] | None
 
+    @property
+    def weights_file(self) -> Path:
+        """The weights file; :class:`WeightsNotFoundError` when the source has none."""
+        if self.weights is None:
+            raise WeightsNotFoundError(f"'{self.source}' holds no weights")
+        return self.weights
+
 
 def looks_like_hub_id(source: str) -> bool:
     """``namespace/name`` that is not an existing path and has no weight-file suffix."""
@@ -102,12 +109,14 @@ def _hub_file(
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
 
+    cache = os.fspath(cache_dir) if cache_dir is not None else None
+
     def fetch(filename: str) -> Path:
-        kwargs = dict(revision=revision, cache_dir=cache_dir)
         try:
-            return Path(hf_hub_download(repo_id, filename, local_files_only=True, **kwargs))
+            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache,
+                                        local_files_only=True))  # fmt: skip
         except hf_errors.LocalEntryNotFoundError:
-            return Path(hf_hub_download(repo_id, filename, **kwargs))
+            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache))
 
     offline = False
     for filename in filenames:
@@ -174,10 +183,14 @@ def resolve_checkpoint(
         raise WeightsNotFoundError(
             f"weights '{text}' not found: no such file or folder, and not a Hub id (namespace/name)"
         )
-    kwargs = dict(revision=revision, cache_dir=cache_dir, hint=hint)
-    cfg = _hub_file(text, [CONFIG_NAME], required=True, **kwargs) if config else None
-    proc = _hub_file(text, [PROCESSOR_NAME], required=processor, **kwargs) if processor else None
-    found = _hub_file(text, WEIGHTS_NAMES, required=True, **kwargs) if weights else None
+
+    def hub(names: Sequence[str], required: bool) -> Path | None:
+        return _hub_file(text, names, required=required, revision=revision, cache_dir=cache_dir,
+                         hint=hint)  # fmt: skip
+
+    cfg = hub([CONFIG_NAME], True) if config else None
+    proc = hub([PROCESSOR_NAME], processor) if processor else None
+    found = hub(WEIGHTS_NAMES, True) if weights else None
     return Checkpoint(
         text,
         found,

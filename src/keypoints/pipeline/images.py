@@ -23,7 +23,7 @@ def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> tupl
     Returns ``(root, names)``: names are '/'-separated paths relative to ``root``, sorted for
     folders, in the given order otherwise (duplicates dropped).
     """
-    if isinstance(source, (list, tuple)):
+    if not isinstance(source, (str, os.PathLike)):
         paths = [Path(p).absolute() for p in source]
         if not paths:
             raise ConfigError("no images given")
