@@ -379,7 +379,7 @@ def match_batch(
     """
     check_method(method)
     pairs = list(pairs)
-    if method == "mnn":
+    if method != "lightglue":  # mutual nearest neighbour
         return [match(a, b, matcher=matcher, device=device, precision=precision, **options)
                 for a, b in pairs]  # fmt: skip
     for name in options:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..defaults import EVAL_MAX_KEYPOINTS, EVAL_MODELS
+from ..defaults import DEFAULT_MATCHER, EVAL_MAX_KEYPOINTS, EVAL_MODELS
 from ..presets import load_preset
 from .options import (
     matcher_option,
@@ -55,7 +55,7 @@ def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, 
         models = "" if chosen else ",".join(EVAL_MODELS)
     names = [m.strip() for m in models.split(",") if m.strip()]
     resize = None if resize is UNSET else resize
-    matcher = matcher or "mnn"
+    matcher = matcher or DEFAULT_MATCHER
     sequences = load_dataset(dataset)
     pairs = sum(len(s.pairs) for s in sequences)
     click.echo(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError, ImageError, closest
 from ..image import as_image_list, resize_array, rgb_to_grayscale, to_array
 from ..io import atomic_write
@@ -373,8 +374,8 @@ class SuperPointForKeypointDetection(Facade):
         strict: bool = True,
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
-        backend: str = "auto",
-        precision: str = "fp32",
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
         **overrides,
     ) -> SuperPointForKeypointDetection:
         """Load from a Hub id or folder, a Magic Leap checkpoint or a ``.safetensors`` file.

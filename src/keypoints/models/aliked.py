@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError, closest
 from . import ops
 from .base import KeypointModel
@@ -437,8 +438,8 @@ class ALIKED(KeypointModel):
         source: str | os.PathLike | None = None,
         *,
         strict: bool = True,
-        backend: str = "auto",
-        precision: str = "fp32",
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
         **overrides,
     ) -> ALIKED:
         """Load an ALIKED variant with its weights.

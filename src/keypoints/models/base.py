@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import WeightsError
 from ..features import Features
 from ..image import Prepared
@@ -66,7 +67,7 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         self.precision = "fp32"
         self._onnx = None
 
-    def set_backend(self, backend: str = "auto"):
+    def set_backend(self, backend: str = DEFAULT_BACKEND):
         """Choose the backend that runs the dense network; returns the model.
 
         Run the dense network with ``"torch"``, ``"onnxruntime"`` (the same graph exported and
@@ -82,7 +83,7 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         self._onnx = None
         return self
 
-    def set_precision(self, precision: str = "fp32"):
+    def set_precision(self, precision: str = DEFAULT_PRECISION):
         """Choose the precision of the dense network; returns the model.
 
         ``"fp32"`` (default) or ``"bf16"``: the dense network under bfloat16 autocast,

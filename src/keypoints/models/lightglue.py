@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import DEFAULT_PRECISION
 from ..errors import ConfigError, WeightsError, WeightsNotFoundError
 from .base import DeviceMixin, load_checked
 from .config import Config, config_class
@@ -261,7 +262,7 @@ class LightGlueMatcher(nn.Module):
 
     precision = "fp32"
 
-    def set_precision(self, precision: str = "fp32"):
+    def set_precision(self, precision: str = DEFAULT_PRECISION):
         """Set the precision, ``"fp32"`` (default) or ``"bf16"``; returns the model.
 
         bf16 runs the transformer layers under bfloat16 autocast (faster where the CPU has

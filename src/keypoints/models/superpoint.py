@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel, load_checked
@@ -275,8 +276,8 @@ class SuperPoint(KeypointModel):
         strict: bool = True,
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
-        backend: str = "auto",
-        precision: str = "fp32",
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
         **overrides,
     ):
         """Load SuperPoint from a Hub id, a Hub-layout folder or a checkpoint file.

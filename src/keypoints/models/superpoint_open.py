@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel
@@ -152,8 +153,8 @@ class SuperPointOpen(KeypointModel):
         source: str | os.PathLike | None = None,
         *,
         strict: bool = True,
-        backend: str = "auto",
-        precision: str = "fp32",
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
         **overrides,
     ) -> SuperPointOpen:
         """Load the MIT SuperPoint, from rpautrat/SuperPoint or a local checkpoint.
