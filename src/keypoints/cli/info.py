@@ -9,48 +9,56 @@ import click
 from ..errors import ConfigError
 from .options import print_table
 
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
+)
+
+
+def _listing(entries: list[dict], as_json: bool, header: tuple[str, ...], row) -> None:
+    """``entries`` as JSON, or as a table of ``row(entry)`` under ``header``."""
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+    else:
+        print_table(header, [row(e) for e in entries])
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_json_option
 def models(as_json):
     """List the available models: kind, descriptor size, license, weights, offline use."""
     from ..models.registry import list_models
 
-    entries = list_models()
-    if as_json:
-        click.echo(json.dumps(entries, indent=2))
-        return
     header = ("name", "kind", "dim", "offline", "lightglue", "license", "weights")
-    rows = [
-        (e["name"], e["kind"], str(e["descriptor_dim"]), "yes" if e["offline"] else "no",
-         e["matcher_weights"] or "-", e["license"], e["weights"])
-        for e in entries
-    ]  # fmt: skip
-    print_table(header, rows)
+    _listing(list_models(), as_json, header, lambda e: (
+        e["name"], e["kind"], str(e["descriptor_dim"]), _yes(e["offline"]),
+        e["matcher_weights"] or "-", e["license"], e["weights"],
+    ))  # fmt: skip
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_json_option
 def presets(as_json):
     """List the presets: detector, matcher, preprocessing, licenses, offline use."""
     from ..presets import list_presets
 
-    entries = list_presets()
-    if as_json:
-        click.echo(json.dumps(entries, indent=2))
-        return
-    header = ("name", "detector", "matcher", "resize", "options", "offline", "license")
-    rows = []
-    for e in entries:
+    def row(e: dict) -> tuple:
         options = {**e["options"], **e["matcher_options"]}
         shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "-"
         resize = "native" if e["resize"] is None else str(e["resize"])
-        rows.append((e["name"], e["detector"], e["matcher"], resize, shown,
-                     "yes" if e["offline"] else "no", e["license"]))  # fmt: skip
-    print_table(header, rows)
-    click.echo("")
-    for e in entries:
-        click.echo(f"{e['name']}: {e['description']}")
+        return (e["name"], e["detector"], e["matcher"], resize, shown, _yes(e["offline"]),
+                e["license"])  # fmt: skip
+
+    entries = list_presets()
+    header = ("name", "detector", "matcher", "resize", "options", "offline", "license")
+    _listing(entries, as_json, header, row)
+    if not as_json:
+        click.echo("")
+        for e in entries:
+            click.echo(f"{e['name']}: {e['description']}")
 
 
 @click.group("export")

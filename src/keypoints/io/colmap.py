@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, ImageNotFoundError, KeypointsError
-from .hloc import dataset, list_names, pair_name
+from .hloc import dataset, list_names, read_matches
 
 __all__ = ["import_colmap", "ColmapImport", "matched_pairs"]
 
@@ -197,15 +197,7 @@ def _write_matches(handle, matches: Path, pairs, ids: dict[str, int]) -> int:
     total = 0
     with h5py.File(matches, "r") as file:
         for name0, name1 in pairs:
-            key = pair_name(name0, name1)
-            if key not in file:
-                raise KeypointsError(f"no matches for the pair ({name0}, {name1}) in {matches}")
-            group = file[key]
-            if not isinstance(group, h5py.Group):
-                raise KeypointsError(f"{matches}: {key} is not a group of matches")
-            matches0 = dataset(group, "matches0")
-            valid = np.flatnonzero(matches0 > -1)
-            pair_matches = np.stack([valid, matches0[valid]], axis=1).astype(np.uint32)
+            pair_matches = read_matches(file, name0, name1).astype(np.uint32)
             handle.write_matches(ids[name0], ids[name1], pair_matches)
             total += len(pair_matches)
     return total
