@@ -80,7 +80,7 @@ def instrument_keypoints(model, timer: StageTimer) -> None:
     """Time the stages of our pipeline: preprocessing in ``detect``, the dense maps, NMS and
     keypoint selection (with sub-pixel refinement), descriptors, building the Features."""
     from keypoints import detection
-    from keypoints.models import ops
+    from keypoints.models import base, opencv, ops
 
     timer.wrap(model, "dense", "network")
     timer.wrap(model, "nms", "nms/keypoints")
@@ -90,8 +90,9 @@ def instrument_keypoints(model, timer: StageTimer) -> None:
     if hasattr(model, "desc_head"):
         timer.wrap(model.desc_head, "forward", "descriptors")
     timer.wrap(detection, "to_array", "preprocess")
-    timer.wrap(detection, "prepare_image", "preprocess")
-    timer.wrap(detection, "_features", "post-process")
+    timer.wrap(model, "prepare", "preprocess")
+    for module in (base, opencv):  # Features in original-image pixels
+        timer.wrap(module, "features_from_prepared", "post-process")
 
 
 def time_calls(

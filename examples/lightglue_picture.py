@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import keypoints
-from keypoints.hf_lightglue import LightGlueConfig
+from keypoints import LightGlueConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTIAL = ROOT.parent / "shared/data/weights/superpoint_partial"
