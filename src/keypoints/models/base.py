@@ -152,6 +152,7 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         for i, item in enumerate(images):
             groups[item.image.shape].append(i)
         results: list[Features | None] = [None] * len(images)
+        identity = self.fingerprint  # once per call: the weights do not change in between
         for indices in groups.values():
             batch = torch.from_numpy(np.stack([images[i].image for i in indices]))
             batch = batch[:, None] if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
@@ -161,10 +162,12 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
             counts = out["mask"].sum(1).tolist()
             for j, i in enumerate(indices):
                 n = counts[j]
+                keypoints, scores, descriptors = (
+                    out[k][j, :n].float().cpu() for k in ("keypoints", "scores", "descriptors")
+                )
                 results[i] = features_from_prepared(
-                    self, images[i], *(out[k][j, :n].float().cpu()
-                                       for k in ("keypoints", "scores", "descriptors")),
-                )  # fmt: skip
+                    self, images[i], keypoints, scores, descriptors, fingerprint=identity
+                )
         return [r for r in results if r is not None]
 
     def __getstate__(self) -> dict:

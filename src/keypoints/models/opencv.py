@@ -8,6 +8,7 @@ Both implement :class:`~keypoints.models.protocol.Detector`: ``extract(prepared 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,6 +68,7 @@ class ORBConfig(Config):
         check_unit("threshold", self.threshold)
 
 
+@functools.cache
 def _cv2_version() -> str:
     import cv2
 

@@ -12,6 +12,7 @@ and never branches on a model's name.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -258,11 +259,12 @@ def state_digest(module: nn.Module) -> str:
     address and version counter, which in-place updates (``load_state_dict``, ``mul_``) bump;
     shallow copies sharing the weights share the entry.
     """
-    state = module.state_dict()
-    key = tuple((name, t.data_ptr(), t._version, t.dtype, t.shape) for name, t in state.items())
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    key = tuple((t.data_ptr(), t._version, t.dtype, t.shape) for t in tensors)
     cached = module.__dict__.get("_state_digest")
     if cached is not None and cached[0] == key:
         return cached[1]
+    state = module.state_dict()
     digest = hashlib.sha256()
     for name, tensor in state.items():
         digest.update(name.encode())
@@ -283,6 +285,7 @@ def features_from_prepared(
     descriptors: torch.Tensor,
     scales: torch.Tensor | None = None,
     orientations: torch.Tensor | None = None,
+    fingerprint: str | None = None,
 ) -> Features:
     """:class:`Features` of one prepared image, in original-image pixels.
 
@@ -302,5 +305,5 @@ def features_from_prepared(
         binary=detector.binary,
         scales=scales,
         orientations=orientations,
-        fingerprint=detector.fingerprint,
+        fingerprint=fingerprint or detector.fingerprint,
     )
