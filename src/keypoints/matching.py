@@ -142,6 +142,15 @@ def match(
         return match_batch(
             pair, "lightglue", matcher=matcher, device=device, precision=precision, **options
         )[0]
+    conf = _nearest_neighbour_config(matcher, device, precision, options)
+    return _mutual_nearest(features0, features1, conf)
+
+
+def _nearest_neighbour_config(matcher, device, precision: str, options: dict):
+    """The options of mutual nearest-neighbour matching, checked once.
+
+    LightGlue's arguments and unknown names raise :class:`ConfigError`.
+    """
     if matcher is not None or device is not None or precision != DEFAULT_PRECISION:
         name = "matcher" if matcher is not None else "device" if device is not None else "precision"
         raise ConfigError(f"'{name}' applies to method='lightglue' only")
@@ -152,7 +161,7 @@ def match(
             f"{closest(unknown[0], NearestNeighbourConfig.option_names)}; valid options: "
             f"{', '.join(NearestNeighbourConfig.option_names)}"
         )
-    return _mutual_nearest(features0, features1, NearestNeighbourConfig(**options))
+    return NearestNeighbourConfig(**options)
 
 
 def _mutual_nearest(features0: Features, features1: Features, conf) -> Matches:
@@ -379,9 +388,9 @@ def match_batch(
     """
     check_method(method)
     pairs = list(pairs)
-    if method != "lightglue":  # mutual nearest neighbour
-        return [match(a, b, matcher=matcher, device=device, precision=precision, **options)
-                for a, b in pairs]  # fmt: skip
+    if method != "lightglue":  # mutual nearest neighbour, options checked once for all pairs
+        conf = _nearest_neighbour_config(matcher, device, precision, options)
+        return [_mutual_nearest(a, b, conf) for a, b in pairs]
     for name in options:
         if name in NearestNeighbourConfig.option_names:
             raise ConfigError(f"'{name}' is a nearest-neighbour option; LightGlue does not use it")

@@ -177,8 +177,8 @@ def custom(
     matcher: str = DEFAULT_MATCHER,
     matcher_options: Mapping[str, Any] | None = None,
 ) -> Preset:
-    """An unnamed pipeline (named after its detector) with the given parts."""
+    """A pipeline that is not a named preset (named after its detector) with the given parts."""
     if resize is not None and not isinstance(resize, int):
         resize = (int(resize[0]), int(resize[1]))
-    return Preset(detector, f"{detector} + {matcher}", detector, dict(options or {}), resize,
-                  matcher, dict(matcher_options or {}))  # fmt: skip
+    return Preset(detector, "a custom pipeline", detector, dict(options or {}), resize, matcher,
+                  dict(matcher_options or {}))  # fmt: skip

@@ -6,6 +6,7 @@ explicitly as explicit > preset > default.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -172,29 +173,19 @@ def pipeline(
 
     ``None`` values and an :data:`UNSET` resize mean "not given".
     """
-    base = load_preset(preset) if preset else None
-    if base is not None and model is not None and model != base.detector:
+    base = load_preset(preset) if preset else custom(model or DEFAULT_MODEL)
+    if preset and model is not None and model != base.detector:
         raise ConfigError(
             f"--model {model} conflicts with --preset {base.name} (whose detector is "
             f"{base.detector}); give one of them"
         )
-    detector = model or (base.detector if base else DEFAULT_MODEL)
-    if resize is UNSET:
-        resize = base.resize if base else DEFAULT_RESIZE
-    result = custom(
-        detector,
-        {**(base.options if base else {}), **given(**options)},
-        resize,
-        matcher or (base.matcher if base else DEFAULT_MATCHER),
-        {**(base.matcher_options if base else {}), **given(**(matcher_options or {}))},
+    return dataclasses.replace(
+        base,
+        options={**base.options, **given(**options)},
+        resize=base.resize if resize is UNSET else resize,
+        matcher=matcher or base.matcher,
+        matcher_options={**base.matcher_options, **given(**(matcher_options or {}))},
     )
-    return result if base is None else _renamed(result, base.name)
-
-
-def _renamed(preset: Preset, name: str) -> Preset:
-    from dataclasses import replace
-
-    return replace(preset, name=name)
 
 
 def load_matcher_weights(text: str | None):

@@ -1,6 +1,4 @@
-"""What every detector is: its registry entry's facts and its protocol.
-
-The facts a registry entry holds, and the protocol a loaded detector implements.
+"""What every detector is: the facts its registry entry holds, and the protocol it implements.
 
 A detector file under ``models/`` declares one :class:`DetectorInfo` per released variant (name,
 descriptor size, license, where the weights come from, which LightGlue weights fit its descriptors,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import KeypointsError
+from ..errors import ImageError, KeypointsError
 from ..features import Features
 from ..image import Prepared, to_array
 from ..models.protocol import Detector
@@ -105,7 +105,6 @@ def detect_stream(
         decoding error other than ours becomes an :class:`~keypoints.errors.ImageError`), and
         the detection time per image.
     """
-    from ..errors import ImageError
 
     def prepare(item: T) -> Prepared:
         return detector.prepare(load(item), resize)
