@@ -10,7 +10,7 @@ import torch
 from conftest import DATA, EXAMPLE, random_superpoint, require
 
 import keypoints
-from keypoints.models.lightglue import LightGlueMatcher, LightGlueMatcherConfig
+from keypoints.models.lightglue import LightGlueMatcher, LightGlueMatcherConfig, release_file
 
 transformers = pytest.importorskip("transformers")
 
@@ -346,21 +346,41 @@ def test_cvg_key_mapping_equals_the_original_and_transformers(graf_features, cas
         assert expected["stop"] < 9 and got[2][0, 0, :n0].float().mean() < 8
 
 
+REAL_WEIGHTS = DATA / "weights" / "lightglue"
+
+
+def cvg_release(name, half=False, **conf):
+    """cvg's own implementation (kornia's copy) with the real release file ``name``; ``half``
+    rounds the weights through fp16, as the bundled copy stores them."""
+    lightglue = pytest.importorskip("kornia.feature.lightglue")
+    state = torch.load(require(REAL_WEIGHTS / f"{name}_lightglue.pth"), weights_only=True)
+    state = {k: v for k, v in state.items() if not k.endswith(".r")}  # cvg ignores these
+    model = lightglue.LightGlue(features=None, input_dim=state["input_proj.weight"].shape[1],
+                                flash=False, **conf)  # fmt: skip
+    incompatible = model.load_state_dict(state, strict=False)
+    assert not incompatible.unexpected_keys
+    assert set(incompatible.missing_keys) <= {"confidence_thresholds"}
+    if half:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(parameter.half().float())
+    return model.eval()
+
+
 @pytest.fixture()
 def cached_weights(tmp_path, monkeypatch):
-    """keypoints' download cache holding cvg-layout checkpoints (random numbers) under the
-    release file names, so the release names resolve offline; returns name -> original."""
+    """keypoints' download cache holding SIFT's cvg-layout checkpoint (random numbers) under
+    its release file name, so the name resolves offline; ALIKED's weights are bundled (cvg's
+    real release, compared with cvg's code on the shared file). Returns name -> original."""
     monkeypatch.setenv("KEYPOINTS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from keypoints import matching
 
     monkeypatch.setattr(matching, "_MATCHERS", {})
     (tmp_path / "cache").mkdir()
-    originals = {}
-    for name, (dim, scale_ori) in {"aliked": (128, False), "sift": (128, True)}.items():
-        originals[name] = cvg_lightglue(dim, scale_ori, 0.95, 0.99, 3.0, -2.0)
-        torch.save(originals[name].state_dict(),
-                   tmp_path / "cache" / f"{name}_lightglue_v0-1_arxiv.pth")  # fmt: skip
+    originals = {"aliked": cvg_release("aliked", half=True, filter_threshold=0.0)}
+    originals["sift"] = cvg_lightglue(128, True, 0.95, 0.99, 3.0, -2.0)
+    torch.save(originals["sift"].state_dict(), tmp_path / "cache" / release_file("sift"))
     return originals
 
 
@@ -500,7 +520,7 @@ def test_bf16_matches_agree_with_fp32(cached_weights):
     assert len(a) > 50 and len(a & b) / len(a | b) > 0.9
     assert fast.scores.dtype == torch.float32
     with pytest.raises(keypoints.ConfigError, match="precision"):
-        keypoints.match(f0, f1, precision="bf16")
+        keypoints.match(f0, f1, "mnn", precision="bf16")
 
 
 def test_facade_from_cvg_checkpoint(tmp_path, monkeypatch, random_checkpoint):

@@ -22,9 +22,10 @@ DEFAULT_BACKEND = "auto"
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_PRECISION = "fp32"
 
-#: Matching methods: mutual nearest neighbour, or LightGlue.
-MATCHERS = ("mnn", "lightglue")
-DEFAULT_MATCHER = "mnn"
+#: Matching methods: "auto" (LightGlue when weights for the features' detector are available
+#: offline, else mutual nearest neighbour), mutual nearest neighbour, or LightGlue.
+MATCHERS = ("auto", "mnn", "lightglue")
+DEFAULT_MATCHER = "auto"
 #: Pairs per LightGlue forward pass.
 DEFAULT_MATCH_BATCH_SIZE = 8
 

@@ -136,11 +136,14 @@ class Matches:
             Hamming bits), lower is better; for a learned matcher, ``1 - scores``.
         scores: ``(K,)`` float32 match confidences in [0, 1] from a learned matcher (LightGlue's
             matching scores), higher is better; None for nearest-neighbour matching.
+        method: the method that produced them, ``"lightglue"`` or ``"mnn"`` (what
+            ``method="auto"`` chose); None when unknown (e.g. read back from a file).
     """
 
     indices: torch.Tensor
     distances: torch.Tensor
     scores: torch.Tensor | None = None
+    method: str | None = None
 
     def __len__(self) -> int:
         """The number of matches."""

@@ -1,8 +1,10 @@
 """Matching descriptors and verifying matches geometrically.
 
 ``match`` pairs keypoints by mutual nearest neighbour (optionally with Lowe's ratio test and a
-distance cap), in bounded memory, or with LightGlue (the release weights that fit the
-features' model); ``match_batch`` matches many pairs (LightGlue: batched, padded with masks);
+distance cap), in bounded memory, or with LightGlue (the weights that fit the features' model);
+``method="auto"`` (the default) takes LightGlue when those weights are available offline (bundled
+or cached) and mutual nearest neighbour otherwise, and says which in ``Matches.method``;
+``match_batch`` matches many pairs (LightGlue: batched, padded with masks);
 ``verify`` fits a homography or a fundamental matrix with OpenCV's USAC MAGSAC++ and reports
 the inliers.
 """
@@ -27,7 +29,7 @@ from .defaults import (
 from .errors import ConfigError, closest
 from .features import Features, Matches
 from .models.config import Config, config_class
-from .models.lightglue import LightGlue, LightGlueMatcher
+from .models.lightglue import LightGlue, LightGlueMatcher, release_cached
 from .models.registry import MODELS as MODELS_BY_NAME
 from .models.registry import detector_info
 
@@ -40,6 +42,7 @@ __all__ = [
     "Verification",
     "NearestNeighbourConfig",
     "METHODS",
+    "resolve_method",
 ]
 
 METHODS = MATCHERS
@@ -122,36 +125,61 @@ def match(
     Args:
         features0: :class:`Features` of image 0, ``descriptors (N0, D)``.
         features1: :class:`Features` of image 1, ``descriptors (N1, D)`` of the same kind.
-        method: ``"mnn"``, mutual nearest neighbour: i and j match when each is the other's
-            nearest neighbour; or ``"lightglue"`` (see :func:`match_batch`).
-        matcher: LightGlue only: its weights (see :func:`load_matcher`; default: the release
+        method: ``"auto"`` (default): ``"lightglue"`` when weights trained on the features'
+            detector are available offline (bundled with the package: ALIKED-n16's and XFeat's;
+            or in the cache) or ``matcher`` is given, else ``"mnn"`` (see
+            :func:`resolve_method`). ``"mnn"``, mutual nearest neighbour: i and j match when
+            each is the other's nearest neighbour. ``"lightglue"``: see :func:`match_batch`.
+        matcher: LightGlue only: its weights (see :func:`load_matcher`; default: the weights
             trained on the features' detector, from its registry entry).
-        device: LightGlue only: where it runs.
-        precision: LightGlue only: ``"fp32"`` or ``"bf16"``.
+        device: LightGlue only: where it runs (ignored when ``"auto"`` chooses ``"mnn"``).
+        precision: LightGlue only: ``"fp32"`` or ``"bf16"`` (likewise).
         **options: the method's options. ``"mnn"``: ``ratio``, ``max_distance``, ``metric``,
             ``block_elements`` (see :class:`NearestNeighbourConfig`). ``"lightglue"``:
             ``depth_confidence``, ``width_confidence``, ``filter_threshold``.
 
     Returns:
-        :class:`Matches` with ``indices (K, 2)`` int64 sorted by the first index and
-        ``distances (K,)`` float32 (LightGlue: ``1 - scores``, and ``scores (K,)``).
+        :class:`Matches` with ``indices (K, 2)`` int64 sorted by the first index,
+        ``distances (K,)`` float32 (LightGlue: ``1 - scores``, and ``scores (K,)``) and
+        ``method``, the method used.
     """
-    check_method(method)
-    if method == "lightglue":
+    chosen = resolve_method(method, [(features0, features1)], matcher)
+    if chosen == "lightglue":
         pair = [(features0, features1)]
         return match_batch(
             pair, "lightglue", matcher=matcher, device=device, precision=precision, **options
         )[0]
-    conf = _nearest_neighbour_config(matcher, device, precision, options)
+    conf = _nearest_neighbour_config(matcher, device, precision, options, method == "mnn")
     return _mutual_nearest(features0, features1, conf)
 
 
-def _nearest_neighbour_config(matcher, device, precision: str, options: dict):
+def resolve_method(method: str, pairs=(), matcher=None) -> str:
+    """The method ``method`` stands for on ``pairs`` of :class:`Features`.
+
+    ``"mnn"`` and ``"lightglue"`` stand for themselves. ``"auto"`` is ``"lightglue"`` when
+    ``matcher`` weights are given, or when every feature comes from one detector whose
+    registry entry names LightGlue weights that are available offline (bundled with the
+    package or already cached: no download is ever started by ``"auto"``); otherwise
+    ``"mnn"``. Unknown methods raise :class:`ConfigError`.
+    """
+    check_method(method)
+    if method != "auto":
+        return method
+    if matcher is not None:
+        return "lightglue"
+    models = {f.model for pair in pairs for f in pair}
+    info = detector_info(models.pop()) if len(models) == 1 else None
+    weights = info.matcher_weights if info is not None else None
+    return "lightglue" if weights is not None and release_cached(weights) else "mnn"
+
+
+def _nearest_neighbour_config(matcher, device, precision: str, options: dict, strict=True):
     """The options of mutual nearest-neighbour matching, checked once.
 
-    LightGlue's arguments and unknown names raise :class:`ConfigError`.
+    LightGlue's arguments (unless ``strict`` is False: ``"auto"`` chose nearest neighbour) and
+    unknown names raise :class:`ConfigError`.
     """
-    if matcher is not None or device is not None or precision != DEFAULT_PRECISION:
+    if strict and (matcher is not None or device is not None or precision != DEFAULT_PRECISION):
         name = "matcher" if matcher is not None else "device" if device is not None else "precision"
         raise ConfigError(f"'{name}' applies to method='lightglue' only")
     unknown = sorted(set(options) - set(NearestNeighbourConfig.option_names))
@@ -175,7 +203,7 @@ def _mutual_nearest(features0: Features, features1: Features, conf) -> Matches:
     d0, d1 = _as_float(features0), _as_float(features1)
     n0, n1 = len(d0), len(d1)
     if n0 == 0 or n1 == 0:
-        return _empty()
+        return _empty("mnn")
     if d0.shape[1] != d1.shape[1]:
         raise ConfigError(
             f"descriptor sizes differ ({d0.shape[1]} vs {d1.shape[1]}): were both images "
@@ -188,7 +216,7 @@ def _mutual_nearest(features0: Features, features1: Features, conf) -> Matches:
     if conf.max_distance is not None:
         keep &= dist01 <= conf.max_distance
     i0 = torch.nonzero(keep)[:, 0]
-    return Matches(torch.stack([i0, nn01[i0]], dim=1), dist01[i0].float())
+    return Matches(torch.stack([i0, nn01[i0]], dim=1), dist01[i0].float(), method="mnn")
 
 
 def _nearest_neighbours(d0: torch.Tensor, d1: torch.Tensor, metric: str, conf):
@@ -372,7 +400,8 @@ def match_batch(
         pairs: ``(features0, features1)`` pairs.
         method: ``"mnn"``: :func:`match` on each pair; ``"lightglue"``: LightGlue (Lindenberger
             et al., ICCV 2023) on ``batch_size`` pairs per forward pass, padded to the longest
-            image with masks.
+            image with masks; ``"auto"`` (default): one of them for all pairs, chosen by
+            :func:`resolve_method`.
         batch_size: pairs per LightGlue forward pass.
         matcher: LightGlue's weights, anything :func:`load_matcher` takes (default: the
             release trained on the features' detector, from its registry entry).
@@ -386,10 +415,10 @@ def match_batch(
     are passed to weights that read them. Pairs are batched in order of size (less padding);
     results come back in input order, carrying LightGlue's ``scores``.
     """
-    check_method(method)
     pairs = list(pairs)
-    if method != "lightglue":  # mutual nearest neighbour, options checked once for all pairs
-        conf = _nearest_neighbour_config(matcher, device, precision, options)
+    chosen = resolve_method(method, pairs, matcher)
+    if chosen == "mnn":  # mutual nearest neighbour, options checked once for all pairs
+        conf = _nearest_neighbour_config(matcher, device, precision, options, method == "mnn")
         return [_mutual_nearest(a, b, conf) for a, b in pairs]
     for name in options:
         if name in NearestNeighbourConfig.option_names:
@@ -397,7 +426,7 @@ def match_batch(
     if not pairs:
         return []
     net = load_matcher(matcher or _weights_for(pairs), device, precision, **options)
-    results: list[Matches] = [_empty() for _ in pairs]
+    results: list[Matches] = [_empty("lightglue") for _ in pairs]
     todo = sorted((i for i, (a, b) in enumerate(pairs) if len(a) and len(b)),
                   key=lambda i: max(len(pairs[i][0]), len(pairs[i][1])))  # fmt: skip
     step = max(1, batch_size)
@@ -410,12 +439,13 @@ def match_batch(
             m0, s0 = matches[row, 0, : len(pairs[i][0])].cpu(), scores[row, 0].cpu()
             i0 = torch.nonzero(m0 > -1)[:, 0]
             values = s0[i0].float()
-            results[i] = Matches(torch.stack([i0, m0[i0]], 1), 1 - values, values)
+            results[i] = Matches(torch.stack([i0, m0[i0]], 1), 1 - values, values, "lightglue")
     return results
 
 
-def _empty() -> Matches:
-    return Matches(torch.zeros((0, 2), dtype=torch.long), torch.zeros(0))
+def _empty(method: str) -> Matches:
+    scores = torch.zeros(0) if method == "lightglue" else None
+    return Matches(torch.zeros((0, 2), dtype=torch.long), torch.zeros(0), scores, method)
 
 
 @dataclass

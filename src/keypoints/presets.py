@@ -18,7 +18,7 @@ from typing import Any
 from .defaults import DEFAULT_MATCHER, DEFAULT_RESIZE, MATCHERS
 from .errors import ConfigError, closest
 from .features import Features, Matches
-from .models.lightglue import CVG_LICENSE, release_cached
+from .models.lightglue import release_cached, weights_license
 from .models.protocol import DetectorInfo
 from .models.registry import MODELS, load_model
 
@@ -35,7 +35,9 @@ class Preset:
         detector: a registered detector name (see :func:`keypoints.list_models`).
         options: the detector's options (``max_keypoints``, ``threshold``, ...).
         resize: the preprocessing: longest side, ``(height, width)``, or None (native).
-        matcher: ``"mnn"`` or ``"lightglue"`` (the release weights of the detector's entry).
+        matcher: ``"auto"`` (LightGlue when the weights of the detector's entry are available
+            offline, else mutual nearest neighbour), ``"mnn"`` or ``"lightglue"`` (the weights
+            of the detector's entry).
         matcher_options: the matcher's options (``ratio``; ``filter_threshold``, ...).
     """
 
@@ -62,18 +64,23 @@ class Preset:
 
     @property
     def matcher_weights(self) -> str | None:
-        """The LightGlue release the matcher uses.
+        """The LightGlue weights the matcher uses.
 
-        None for nearest neighbour, or when the features' detector decides.
+        None for nearest neighbour (chosen, or what ``"auto"`` falls back to when the weights are
+        not available offline), or when the features' detector decides.
         """
         info = self.info
-        return info.matcher_weights if self.matcher == "lightglue" and info else None
+        weights = info.matcher_weights if info and self.matcher != "mnn" else None
+        if self.matcher == "auto" and weights is not None and not release_cached(weights):
+            return None
+        return weights
 
     @property
     def license(self) -> str:
         """The licenses of the weights involved (the code is MIT)."""
         detector = self.info.license if self.info else "the checkpoint's"
-        return detector if self.matcher_weights is None else f"{detector}; LightGlue: {CVG_LICENSE}"
+        weights = self.matcher_weights
+        return detector if weights is None else f"{detector}; matcher: {weights_license(weights)}"
 
     @property
     def offline(self) -> bool:
@@ -139,18 +146,22 @@ _TOP_2048 = {"max_keypoints": 2048}
 
 #: The named pipelines, in listing order.
 PRESETS: dict[str, Preset] = _presets(
-    Preset("aliked-lightglue", "ALIKED-n16 + LightGlue: the accurate pipeline", "aliked-n16",
-           _TOP_2048, matcher="lightglue"),
-    Preset("aliked-mnn", "ALIKED-n16, mutual nearest neighbour: bundled, offline", "aliked-n16",
-           _TOP_2048),
+    Preset("aliked-lightglue", "ALIKED-n16 + LightGlue (bundled): the default, accurate pipeline",
+           "aliked-n16", _TOP_2048, matcher="lightglue"),
+    Preset("aliked-mnn", "ALIKED-n16, mutual nearest neighbour", "aliked-n16", _TOP_2048,
+           matcher="mnn"),
     Preset("superpoint-lightglue", "SuperPoint + LightGlue, as LightGlue's README pairs them",
            "superpoint", {"max_keypoints": 2048, "threshold": 0.0005}, matcher="lightglue"),
     Preset("sift-lightglue", "SIFT + LightGlue (RootSIFT, scales and orientations)", "sift",
            _TOP_2048, matcher="lightglue"),
     Preset("sift-mnn", "SIFT, mutual nearest neighbour with Lowe's ratio test 0.8", "sift",
-           _TOP_2048, matcher_options={"ratio": 0.8}),
+           _TOP_2048, matcher="mnn", matcher_options={"ratio": 0.8}),
+    Preset("disk-lightglue", "DISK + LightGlue (cvg's release weights, downloaded once)", "disk",
+           _TOP_2048, matcher="lightglue"),
+    Preset("xfeat-lighterglue", "XFeat + LighterGlue (bundled): a learned pipeline at SIFT's speed",
+           "xfeat", {"max_keypoints": 4096}, matcher="lightglue"),
     Preset("fast", "ALIKED-t16 at 640 px, 1024 keypoints, mutual nearest neighbour", "aliked-t16",
-           {"max_keypoints": 1024}, resize=640),
+           {"max_keypoints": 1024}, resize=640, matcher="mnn"),
 )  # fmt: skip
 
 

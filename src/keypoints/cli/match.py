@@ -62,12 +62,13 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
     net = load_model(chosen.detector, None, backend, precision, **chosen.options)
     f0, f1 = detect([image0, image1], net, resize=chosen.resize)
     extra = given(matcher=load_matcher_weights(matcher_weights))
-    if chosen.matcher == "lightglue":
+    if chosen.matcher != "mnn":
         extra["precision"] = precision
     matches = chosen.match(f0, f1, **extra)
     fit = verify(f0, f1, matches, verify_model, ransac_threshold) if verify_model else None
     click.echo(f"keypoints: {len(f0)} in {image0}, {len(f1)} in {image1}")
-    click.echo(f"matches: {len(matches)}{' (LightGlue)' if chosen.matcher == 'lightglue' else ''}")
+    method = "LightGlue" if matches.method == "lightglue" else "mutual nearest neighbour"
+    click.echo(f"matches: {len(matches)} ({method})")
     if fit is not None:
         note = f" ({fit.message})" if fit.message else ""
         click.echo(f"inliers ({verify_model}): {fit.num_inliers}{note}")

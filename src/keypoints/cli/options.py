@@ -118,15 +118,16 @@ matcher_option = click.option(
     "--matcher",
     type=click.Choice(MATCHERS),
     default=None,
-    help="Mutual nearest neighbour, or LightGlue (the release weights trained on the "
-    f"detector's features; downloaded once, then cached). [default: the preset's, else "
-    f"{DEFAULT_MATCHER}]",
+    help="auto: LightGlue when weights trained on the detector's features are available offline "
+    "(bundled: aliked-n16, xfeat; or cached), else mutual nearest neighbour (mnn); lightglue: "
+    "those weights (cvg's releases are downloaded once, then cached). [default: the preset's, "
+    f"else {DEFAULT_MATCHER}; mnn when --ratio or --max-distance is given]",
 )
 
 matcher_weights_option = click.option(
     "--matcher-weights",
-    help="Other LightGlue weights: a release name (superpoint, aliked, sift, disk), a "
-    "checkpoint, or a transformers Hub id or folder.",
+    help="Other LightGlue weights: a name (superpoint, aliked, sift, disk, doghardnet, "
+    "xfeat-lighterglue), a checkpoint, or a transformers Hub id or folder.",
 )
 
 ransac_option = click.option(
@@ -179,12 +180,15 @@ def pipeline(
             f"--model {model} conflicts with --preset {base.name} (whose detector is "
             f"{base.detector}); give one of them"
         )
+    explicit = given(**(matcher_options or {}))
+    if matcher is None and base.matcher == "auto" and set(explicit) & {"ratio", "max_distance"}:
+        matcher = "mnn"  # nearest-neighbour options say which matcher is meant
     return dataclasses.replace(
         base,
         options={**base.options, **given(**options)},
         resize=base.resize if resize is UNSET else resize,
         matcher=matcher or base.matcher,
-        matcher_options={**base.matcher_options, **given(**(matcher_options or {}))},
+        matcher_options={**base.matcher_options, **explicit},
     )
 
 
@@ -196,10 +200,10 @@ def load_matcher_weights(text: str | None):
     """
     if text is None:
         return None
-    from ..models.lightglue import CVG_FEATURES
+    from ..models.lightglue import WEIGHT_NAMES
     from ..models.weights import looks_like_hub_id
 
-    if text in CVG_FEATURES or os.path.isfile(text):
+    if text in WEIGHT_NAMES or os.path.isfile(text):
         return text
     if os.path.isdir(text) or looks_like_hub_id(text):
         from ..hf import LightGlueForKeypointMatching

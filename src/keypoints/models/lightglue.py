@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from importlib import resources
 from typing import cast
 
 import torch
@@ -35,6 +36,12 @@ __all__ = [
     "CVG_LICENSE",
     "release_cached",
     "CVG_URL",
+    "BUNDLED",
+    "WEIGHT_NAMES",
+    "RELEASE_OPTIONS",
+    "bundled_matcher",
+    "matcher_part",
+    "weights_license",
     "LightGlue",
     "LightGlueMatcherConfig",
     "LightGlueMatcher",
@@ -428,18 +435,67 @@ _CVG_LAYER = {
 
 #: cvg's LightGlue weights are released under Apache-2.0 (github.com/cvg/LightGlue)
 CVG_LICENSE = "Apache-2.0 (cvg/LightGlue)"
+#: Matcher weights shipped inside the package (Apache-2.0; see weights/NOTICE): name -> file in
+#: ``keypoints/weights``, stored fp16 in our names by ``scripts/convert_lightglue_weights.py``
+#: (fp16 storage measured: 99.94% of the fp32 matches identical on the 15 Oxford pairs, eval
+#: metrics within 2e-4); loaded as fp32
+BUNDLED = {
+    "aliked": "aliked_lightglue.safetensors",
+    "xfeat-lighterglue": "xfeat_lighterglue.safetensors",
+}
+#: LighterGlue (verlab/accelerated_features, Apache-2.0): LightGlue's network, 6 layers of one
+#: head at width 96, trained on XFeat's 64-d descriptors, released inside ``xfeat-lighterglue.pt``
+#: (under ``matcher.``, beside the extractor)
+LIGHTERGLUE_URL = (
+    "https://github.com/verlab/accelerated_features/raw/main/weights/xfeat-lighterglue.pt"
+)
+#: Options each release was trained and published with, where they differ from the defaults
+#: (verlab's LighterGlue: no early stopping, pruning at 0.95)
+RELEASE_OPTIONS: dict[str, dict[str, float]] = {
+    "xfeat-lighterglue": {"depth_confidence": -1.0, "width_confidence": 0.95},
+}
+#: Every name :meth:`LightGlue.from_pretrained` takes
+WEIGHT_NAMES = (*CVG_FEATURES, "xfeat-lighterglue")
+# keys of released files that no version of the network reads: DISK's file holds the
+# ``log_assignment.{i}.r`` scalars (all 1.0) of a dropped temperature; cvg's loader ignores them
+_UNUSED_KEYS = re.compile(r"log_assignment\.\d+\.r$")
+
+
+def weights_license(name: str) -> str:
+    """The license of the matcher weights ``name`` (see :data:`WEIGHT_NAMES`)."""
+    if name == "xfeat-lighterglue":
+        return "Apache-2.0 (verlab/accelerated_features)"
+    return CVG_LICENSE
 
 
 def release_file(name: str) -> str:
-    """The cache file name of cvg's release weights ``name`` (see :data:`CVG_FEATURES`)."""
+    """The cache file name of the release weights ``name`` (see :data:`WEIGHT_NAMES`)."""
     return f"{name}_lightglue_v0-1_arxiv.pth"
 
 
+def bundled_matcher(name: str):
+    """Path (a Traversable) of bundled matcher weights ``name`` (see :data:`BUNDLED`)."""
+    return resources.files("keypoints") / "weights" / BUNDLED[name]
+
+
 def release_cached(name: str) -> bool:
-    """True when cvg's release weights ``name`` are in keypoints' cache (usable offline)."""
+    """True when the weights ``name`` are usable offline: bundled, or in keypoints' cache."""
     from .weights import cache_dir
 
+    if name in BUNDLED:
+        return True
     return (cache_dir() / release_file(name)).is_file()
+
+
+def matcher_part(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The matcher's entries of a checkpoint that also holds an extractor.
+
+    verlab's ``xfeat-lighterglue.pt`` keeps them under ``matcher.`` (the extractor under
+    ``extractor.``); other checkpoints are returned as they are.
+    """
+    if "matcher.posenc.Wr.weight" not in state:
+        return state
+    return {k[len("matcher.") :]: v for k, v in state.items() if k.startswith("matcher.")}
 
 
 def is_cvg_state_dict(state: dict[str, torch.Tensor]) -> bool:
@@ -455,7 +511,8 @@ def convert_cvg_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     cross-attention's single ``to_qk`` serves as both query and key projection (cvg's
     ``CrossBlock``); the old ``self_attn.{i}``/``cross_attn.{i}`` prefixes (cvg renames them
     too); ``token.0`` of the token-confidence ``Sequential``; the derived
-    ``confidence_thresholds`` buffer is dropped.
+    ``confidence_thresholds`` buffer and the known-unused ``log_assignment.{i}.r`` scalars of
+    DISK's release are dropped (any other unknown key raises :class:`WeightsError`).
     """
     if not is_cvg_state_dict(state):
         raise WeightsError("not a cvg/LightGlue state dict (no posenc.Wr.weight)")
@@ -463,7 +520,7 @@ def convert_cvg_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         key = re.sub(r"^(self_attn|cross_attn)\.(\d+)\.", r"transformers.\2.\1.", key)
-        if key == "confidence_thresholds":
+        if key == "confidence_thresholds" or _UNUSED_KEYS.match(key):
             continue
         if key == "posenc.Wr.weight":
             out["positional_encoder.projector.weight"] = value
@@ -535,33 +592,33 @@ class LightGlue(DeviceMixin, LightGlueMatcher):
         """Load LightGlue weights.
 
         Args:
-            source: one of cvg's release names (:data:`CVG_FEATURES`: downloaded once from
-                :data:`CVG_URL` into keypoints' cache, offline afterwards), or a checkpoint
-                file: cvg's ``*_lightglue.pth`` or a state dict in our names (``.pth`` read
+            source: a name of :data:`WEIGHT_NAMES`: bundled with the package (:data:`BUNDLED`:
+                ``"aliked"``, ``"xfeat-lighterglue"``; no network), or one of cvg's releases
+                (:data:`CVG_FEATURES`: downloaded once from :data:`CVG_URL` into keypoints'
+                cache, offline afterwards); or a checkpoint file: cvg's ``*_lightglue.pth``,
+                verlab's ``xfeat-lighterglue.pt``, or a state dict in our names (``.pth`` read
                 with ``weights_only=True``, or ``.safetensors``). transformers' Hub checkpoints
                 (which hold a SuperPoint too) load with
                 :meth:`keypoints.LightGlueForKeypointMatching.from_pretrained`.
-            **options: ``depth_confidence``, ``width_confidence``, ``filter_threshold``.
+            **options: ``depth_confidence``, ``width_confidence``, ``filter_threshold``
+                (default: those the weights were published with, see :data:`RELEASE_OPTIONS`).
 
         Returns:
-            The model in eval mode; its architecture (descriptor size, layers,
-            scale/orientation inputs) follows from the weights.
+            The model in eval mode (fp32 whatever the storage); its architecture (descriptor
+            size, layers, heads, scale/orientation inputs) follows from the weights.
         """
-        from .weights import download_url, load_state_dict
+        from .weights import load_state_dict
 
         text = os.fspath(source)
-        if text in CVG_FEATURES:
-            hint = f"or pass the path of {text}_lightglue.pth"
-            path = download_url(CVG_URL.format(text), release_file(text), hint)
-        elif os.path.isfile(text):
-            path = text
+        if text in BUNDLED:
+            with resources.as_file(bundled_matcher(text)) as path:
+                state = load_state_dict(path)
         else:
-            raise WeightsNotFoundError(
-                f"LightGlue weights '{text}' not found: neither a release name "
-                f"({', '.join(CVG_FEATURES)}) nor a checkpoint file. A transformers checkpoint "
-                "(Hub id or folder) loads with keypoints.LightGlueForKeypointMatching"
-            )
-        state = load_state_dict(path)
+            state = load_state_dict(_release_path(text))
+        name = text if text in WEIGHT_NAMES else None
+        if name is None and "extractor.model.net.skip1.1.weight" in state:
+            name = "xfeat-lighterglue"  # verlab's file, passed by path
+        state = matcher_part(state)
         if is_cvg_state_dict(state):
             state = convert_cvg_state_dict(state)
         elif any(k.startswith("keypoint_detector.") for k in state):
@@ -570,7 +627,24 @@ class LightGlue(DeviceMixin, LightGlueMatcher):
                 "SuperPoint): load it with keypoints.LightGlueForKeypointMatching.from_pretrained"
                 " and pass that model as the matcher"
             )
+        options = {**RELEASE_OPTIONS.get(name or "", {}), **options}
         model = cls(config_from_state_dict(state, **options))
         load_checked(model, state, strict=True)
-        model.features = text if text in CVG_FEATURES else None
+        model.features = name
         return model.eval()
+
+
+def _release_path(text: str):
+    """The file of release weights ``text`` (downloaded once), or ``text`` as a path."""
+    from .weights import download_url
+
+    if text in CVG_FEATURES:
+        hint = f"or pass the path of {text}_lightglue.pth"
+        return download_url(CVG_URL.format(text), release_file(text), hint)
+    if os.path.isfile(text):
+        return text
+    raise WeightsNotFoundError(
+        f"LightGlue weights '{text}' not found: neither a weights name "
+        f"({', '.join(WEIGHT_NAMES)}) nor a checkpoint file. A transformers checkpoint "
+        "(Hub id or folder) loads with keypoints.LightGlueForKeypointMatching"
+    )

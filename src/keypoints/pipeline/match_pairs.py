@@ -20,7 +20,7 @@ from ..errors import ImageNotFoundError, KeypointsError
 from ..features import Features, Matches
 from ..io import atomic_write
 from ..io.hloc import list_names, pair_name, read_features, write_matches
-from ..matching import check_method, match_batch
+from ..matching import check_method, match_batch, resolve_method
 
 __all__ = ["match_pairs", "match_scores"]
 
@@ -62,8 +62,10 @@ def match_pairs(
         output: the matches ``.h5``; pairs already in it are skipped unless ``overwrite``.
             It is written to a temporary file renamed at the end, so an interrupted run never
             leaves a damaged file.
-        method: ``"mnn"`` or ``"lightglue"`` (its matching scores are stored; ``"mnn"``
-            stores a similarity, see :func:`match_scores`).
+        method: ``"auto"`` (LightGlue when weights for the features' detector are available
+            offline, else mutual nearest neighbour; chosen once for all pairs), ``"mnn"`` or
+            ``"lightglue"`` (its matching scores are stored; ``"mnn"`` stores a similarity, see
+            :func:`match_scores`).
         overwrite: recompute pairs already in the output.
         progress: show a progress bar.
         cache_size: features of this many images are kept in memory (bounded whatever the
@@ -87,10 +89,14 @@ def match_pairs(
         return output, 0, len(pairs)
 
     kwargs = {k: v for k, v in options.items() if v is not None}
-    if method == "lightglue":
-        kwargs.update(matcher=matcher, precision=precision)
     step = max(1, batch_size)
     cache = _FeatureCache(cache_size)
+    if method == "auto":  # chosen once, on the first pair: one detector made every image
+        with h5py.File(features, "r") as source:
+            first = (cache.get(source, todo[0][0]), cache.get(source, todo[0][1]))
+        method = resolve_method(method, [first], matcher)
+    if method == "lightglue":
+        kwargs.update(matcher=matcher, precision=precision)
 
     def write(tmp: str) -> None:
         from tqdm import tqdm
