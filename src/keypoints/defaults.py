@@ -8,7 +8,8 @@ from __future__ import annotations
 
 #: The detector used when none is named: bundled with the package, runs offline.
 DEFAULT_MODEL = "aliked-n16"
-#: Preprocessing: the longest side in pixels (never upsampling, as LightGlue's ``resize``).
+#: Preprocessing: the longest side in pixels. Smaller images are never upsampled (cvg's LightGlue
+#: ``Extractor`` upsamples them to ``resize``; pass an exact size to do the same).
 DEFAULT_RESIZE = 1024
 #: Images with more pixels are refused (Pillow's own decompression-bomb limit).
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -26,12 +27,19 @@ DEFAULT_PRECISION = "fp32"
 #: offline, else mutual nearest neighbour), mutual nearest neighbour, or LightGlue.
 MATCHERS = ("auto", "mnn", "lightglue")
 DEFAULT_MATCHER = "auto"
+#: In-plane rotation handling of pair matching: "none", or "auto" (the second image is also
+#: tried at 90, 180 and 270 degrees; the turn with the most inliers wins).
+ROTATIONS = ("none", "auto")
+DEFAULT_ROTATION = "none"
 #: Pairs per LightGlue forward pass.
 DEFAULT_MATCH_BATCH_SIZE = 8
 
 #: Geometric models fitted by :func:`keypoints.verify`, with the matches each needs.
 GEOMETRIC_MODELS = {"homography": 4, "fundamental": 8}
-#: USAC MAGSAC++ inlier threshold in pixels.
+#: Robust estimators of :func:`keypoints.verify`: PoseLib's LO-RANSAC, OpenCV's USAC MAGSAC++.
+ESTIMATORS = ("poselib", "opencv")
+DEFAULT_ESTIMATOR = "opencv"
+#: The estimator's inlier threshold in pixels.
 DEFAULT_RANSAC_THRESHOLD = 3.0
 
 #: Bulk extraction: engines, decoding threads, images per shard.

@@ -50,7 +50,8 @@ def detect(
             works offline), a checkpoint path or Hub id, or a loaded detector. Loaded models
             are cached per process.
         resize: preprocessing, kept apart from the model options. An int is the longest side
-            (default 1024; never upsamples, as LightGlue), ``(height, width)`` an exact size,
+            (default 1024; smaller images are never upsampled, whereas cvg's LightGlue
+            ``Extractor`` scales every image to ``resize``), ``(height, width)`` an exact size,
             None the native resolution.
         device: where to run (default: the model's device).
         backend: for a model given by name or path, run its dense network with ``"torch"``,

@@ -255,8 +255,9 @@ def resize_array(
 def resized_shape(height: int, width: int, resize: int | Sequence[int] | None) -> tuple[int, int]:
     """The (height, width) an image of ``height x width`` is resized to.
 
-    ``resize``: None keeps the native size; an int is the longest side (never upsampling, as
-    LightGlue's ``resize``); a pair is ``(height, width)``.
+    ``resize``: None keeps the native size; an int is the longest side, never upsampling (cvg's
+    LightGlue ``Extractor`` does upsample smaller images to ``resize``); a pair is
+    ``(height, width)``.
     """
     if resize is None:
         return height, width

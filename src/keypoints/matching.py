@@ -5,8 +5,8 @@ distance cap), in bounded memory, or with LightGlue (the weights that fit the fe
 ``method="auto"`` (the default) takes LightGlue when those weights are available offline (bundled
 or cached) and mutual nearest neighbour otherwise, and says which in ``Matches.method``;
 ``match_batch`` matches many pairs (LightGlue: batched, padded with masks);
-``verify`` fits a homography or a fundamental matrix with OpenCV's USAC MAGSAC++ and reports
-the inliers.
+``verify`` fits a homography or a fundamental matrix with a robust estimator (PoseLib's
+LO-RANSAC or OpenCV's USAC MAGSAC++, see :mod:`keypoints.estimators`) and reports the inliers.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .defaults import (
+    DEFAULT_ESTIMATOR,
     DEFAULT_MATCH_BATCH_SIZE,
     DEFAULT_MATCHER,
     DEFAULT_PRECISION,
@@ -458,12 +459,16 @@ class Verification:
             ``x1^T F x0 = 0``), or None when it could not be estimated.
         inliers: ``(K,)`` bool, one per match.
         message: why ``matrix`` is None, else "".
+        estimator: the robust estimator that fitted it (``"poselib"`` or ``"opencv"``).
+        threshold: its inlier threshold in pixels.
     """
 
     model: str
     matrix: np.ndarray | None
     inliers: np.ndarray
     message: str = ""
+    estimator: str = DEFAULT_ESTIMATOR
+    threshold: float = DEFAULT_RANSAC_THRESHOLD
 
     @property
     def success(self) -> bool:
@@ -484,11 +489,9 @@ def verify(
     threshold: float = DEFAULT_RANSAC_THRESHOLD,
     confidence: float = 0.9999,
     max_iters: int = 10000,
+    estimator: str = DEFAULT_ESTIMATOR,
 ) -> Verification:
     """Fit a homography or a fundamental matrix to the matches, with the inlier mask.
-
-    The model is fitted with OpenCV's USAC MAGSAC++ (Barath et al. 2020) and returned with the
-    inlier mask.
 
     Args:
         features0: :class:`Features` of image 0, from :func:`keypoints.detect`; keypoints in
@@ -499,37 +502,26 @@ def verify(
         model: ``"homography"`` (needs 4 matches) or ``"fundamental"`` (needs 8).
         threshold: inlier threshold in pixels (reprojection error for H, distance to the
             epipolar line for F).
-        confidence: the desired confidence of the estimate, passed to OpenCV (default 0.9999).
-        max_iters: the maximum number of iterations, passed to OpenCV (default 10000).
+        confidence: the desired confidence of the estimate (default 0.9999).
+        max_iters: the maximum number of iterations (default 10000).
+        estimator: ``"poselib"`` (PoseLib's LO-RANSAC with a final refinement) or
+            ``"opencv"`` (USAC MAGSAC++, Barath et al. 2020); see :mod:`keypoints.estimators`.
 
-    With too few matches, or when no model is found, ``matrix`` is None, every match is an
-    outlier, and ``message`` says why.
+    Returns:
+        :class:`Verification` (recording ``estimator`` and ``threshold``). With too few
+        matches, or when no model is found, ``matrix`` is None, every match is an outlier, and
+        ``message`` says why.
     """
-    import cv2
+    from .estimators import fit
 
-    if model not in MODELS:
-        raise ConfigError(
-            f"unknown model '{model}'{closest(model, MODELS)}; allowed: {', '.join(MODELS)}"
-        )
-    if not threshold > 0:
-        raise ConfigError(f"threshold={threshold!r} is out of range; allowed: > 0 pixels")
     k = len(matches)
-    none = np.zeros(k, dtype=bool)
-    if k < MODELS[model]:
-        return Verification(model, None, none, f"a {model} needs {MODELS[model]} matches, got {k}")
     idx = matches.indices.cpu().numpy()
     p0 = features0.keypoints.cpu().numpy()[idx[:, 0]].astype(np.float64)
     p1 = features1.keypoints.cpu().numpy()[idx[:, 1]].astype(np.float64)
-    if model == "homography":
-        matrix, mask = cv2.findHomography(
-            p0, p1, method=cv2.USAC_MAGSAC, ransacReprojThreshold=threshold,
-            maxIters=max_iters, confidence=confidence,
-        )  # fmt: skip
-    else:
-        matrix, mask = cv2.findFundamentalMat(
-            p0, p1, method=cv2.USAC_MAGSAC, ransacReprojThreshold=threshold,
-            confidence=confidence, maxIters=max_iters,
-        )  # fmt: skip
-    if matrix is None or mask is None or matrix.shape != (3, 3):
-        return Verification(model, None, none, f"no {model} found among {k} matches")
-    return Verification(model, matrix, mask.ravel().astype(bool))
+    matrix, inliers = fit(p0, p1, model, estimator, threshold, confidence, max_iters)
+    found = Verification(model, matrix, inliers, "", estimator, threshold)
+    if k < MODELS[model]:
+        found.message = f"a {model} needs {MODELS[model]} matches, got {k}"
+    elif matrix is None:
+        found.message = f"no {model} found among {k} matches"
+    return found

@@ -7,12 +7,25 @@ import click
 from ..defaults import DEFAULT_MATCHER, EVAL_MAX_KEYPOINTS, EVAL_MODELS
 from ..presets import load_preset
 from .options import (
+    estimator_option,
+    given,
+    load_matcher_weights,
     matcher_option,
+    matcher_weights_option,
     precision_option,
     progress_enabled,
     ransac_option,
     resize_option,
+    rotation_option,
 )
+
+MATCHER_NAMES = {
+    "auto": "auto (LightGlue where weights for the detector are available offline, else mutual "
+    "nearest neighbour; see the matcher column)",
+    "lightglue": "LightGlue",
+    "mnn": "mutual nearest neighbour",
+}
+ESTIMATOR_NAMES = {"poselib": "PoseLib LO-RANSAC", "opencv": "OpenCV USAC MAGSAC++"}
 
 
 @click.group("eval")
@@ -37,14 +50,18 @@ def eval_group():
               "given).")  # fmt: skip
 @click.option("--threshold", type=float, default=None, help="Detection threshold instead of top-k.")
 @resize_option(default=None)
+@estimator_option
 @ransac_option
+@rotation_option
 @click.option("-o", "--output", default="results", show_default=True,
               type=click.Path(file_okay=False),
               help="Folder for summary.md, metrics.json and mma.png.")  # fmt: skip
 @matcher_option
+@matcher_weights_option
 @precision_option
-def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, ransac_threshold,
-                    output, matcher, precision):  # fmt: skip
+def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, estimator,
+                    ransac_threshold, rotation, output, matcher, matcher_weights,
+                    precision):  # fmt: skip
     """Repeatability, MMA@1-10 px and homography accuracy/AUC on HPatches or Oxford affine."""
     from ..evaluation.datasets import load_dataset
     from ..evaluation.homography import evaluate_homography, summary_table
@@ -64,13 +81,16 @@ def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, 
         f"max_keypoints={max_keypoints}, "
         f"threshold={'top-k (0) for learned models' if threshold is None else threshold}, "
         f"resize={'native' if resize is None else resize}, "
-        f"matcher={'LightGlue' if matcher == 'lightglue' else 'mutual nearest neighbour'}, "
-        f"ransac=USAC MAGSAC++ {ransac_threshold} px, precision={precision}"
+        f"matcher={MATCHER_NAMES[matcher]}"
+        f"{f' ({matcher_weights})' if matcher_weights else ''}, "
+        f"estimator={ESTIMATOR_NAMES[estimator]} {ransac_threshold} px, rotation={rotation}, "
+        f"precision={precision}"
     )
     results = evaluate_homography(
         dataset, [*names, *chosen], max_keypoints=max_keypoints, threshold=threshold,
-        resize=resize, ransac_threshold=ransac_threshold, precision=precision, output=output,
-        progress=progress_enabled(), matcher=matcher,
+        resize=resize, ransac_threshold=ransac_threshold, estimator=estimator, rotation=rotation,
+        precision=precision, output=output, progress=progress_enabled(), matcher=matcher,
+        **given(matcher_weights=load_matcher_weights(matcher_weights)),
     )  # fmt: skip
     click.echo(summary_table(results), nl=False)
     click.echo(f"wrote {output}/summary.md, {output}/metrics.json, {output}/mma.png")

@@ -11,6 +11,7 @@ from ..matching import verify
 from ..models.registry import load_model
 from .options import (
     backend_option,
+    estimator_option,
     given,
     load_matcher_weights,
     matcher_option,
@@ -21,6 +22,7 @@ from .options import (
     preset_option,
     ransac_option,
     resize_option,
+    rotation_option,
     save_figure,
     threshold_option,
     verify_option,
@@ -40,15 +42,17 @@ from .options import (
 @matcher_option
 @matcher_weights_option
 @verify_option
+@estimator_option
 @ransac_option
+@rotation_option
 @click.option("-o", "--output", default="matches.png", show_default=True,
               type=click.Path(dir_okay=False),
               help="Picture of the matches (inliers green, outliers red).")  # fmt: skip
 @backend_option
 @precision_option
 def match_command(image0, image1, model, preset, max_keypoints, threshold, resize, ratio,
-                  max_distance, matcher, matcher_weights, verify_model, ransac_threshold, output,
-                  backend, precision):  # fmt: skip
+                  max_distance, matcher, matcher_weights, verify_model, estimator,
+                  ransac_threshold, rotation, output, backend, precision):  # fmt: skip
     """Match two images and draw the matches."""
     import matplotlib
 
@@ -60,19 +64,41 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
     chosen = pipeline(preset, model, {"max_keypoints": max_keypoints, "threshold": threshold},
                       resize, matcher, {"ratio": ratio, "max_distance": max_distance})  # fmt: skip
     net = load_model(chosen.detector, None, backend, precision, **chosen.options)
-    f0, f1 = detect([image0, image1], net, resize=chosen.resize)
     extra = given(matcher=load_matcher_weights(matcher_weights))
     if chosen.matcher != "mnn":
         extra["precision"] = precision
-    matches = chosen.match(f0, f1, **extra)
-    fit = verify(f0, f1, matches, verify_model, ransac_threshold) if verify_model else None
+
+    def fit(f0, f1, matches):
+        return verify(f0, f1, matches, verify_model or "fundamental", ransac_threshold,
+                      estimator=estimator)  # fmt: skip
+
+    if rotation == "auto":  # the turn of image1 with the most inliers (fundamental by default)
+        from ..image import to_array
+        from ..rotation import search_rotation
+
+        def detect_one(image):
+            return detect(image, net, resize=chosen.resize)[0]
+
+        f0 = detect_one(image0)
+        found = search_rotation(f0, to_array(image1), detect_one,
+                                lambda a, b: chosen.match(a, b, **extra), fit)  # fmt: skip
+        f1, matches, fit_result = found.features1, found.matches, found.verification
+        verify_model = fit_result.model
+        click.echo(f"rotation: image1 turned by {found.degrees} degrees (inliers per turn: "
+                   f"{', '.join(map(str, found.inliers))})")  # fmt: skip
+    else:
+        f0, f1 = detect([image0, image1], net, resize=chosen.resize)
+        matches = chosen.match(f0, f1, **extra)
+        fit_result = fit(f0, f1, matches) if verify_model else None
     click.echo(f"keypoints: {len(f0)} in {image0}, {len(f1)} in {image1}")
     method = "LightGlue" if matches.method == "lightglue" else "mutual nearest neighbour"
     click.echo(f"matches: {len(matches)} ({method})")
-    if fit is not None:
-        note = f" ({fit.message})" if fit.message else ""
-        click.echo(f"inliers ({verify_model}): {fit.num_inliers}{note}")
-    fig = plot_matches(image0, image1, f0, f1, matches, None if fit is None else fit.inliers)
+    if fit_result is not None:
+        note = f" ({fit_result.message})" if fit_result.message else ""
+        click.echo(f"inliers ({verify_model}, {estimator} {ransac_threshold} px): "
+                   f"{fit_result.num_inliers}{note}")  # fmt: skip
+    inliers = None if fit_result is None else fit_result.inliers
+    fig = plot_matches(image0, image1, f0, f1, matches, inliers)
     save_figure(fig, Path(output))
     plt.close(fig)
     click.echo(f"wrote {output}")

@@ -18,15 +18,19 @@ import click
 from ..defaults import (
     BACKENDS,
     DEFAULT_BACKEND,
+    DEFAULT_ESTIMATOR,
     DEFAULT_MATCHER,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MODEL,
     DEFAULT_PRECISION,
     DEFAULT_RANSAC_THRESHOLD,
     DEFAULT_RESIZE,
+    DEFAULT_ROTATION,
+    ESTIMATORS,
     GEOMETRIC_MODELS,
     MATCHERS,
     PRECISIONS,
+    ROTATIONS,
 )
 from ..errors import ConfigError
 from ..presets import PRESETS, Preset, custom, load_preset
@@ -135,14 +139,31 @@ ransac_option = click.option(
     type=float,
     default=DEFAULT_RANSAC_THRESHOLD,
     show_default=True,
-    help="USAC MAGSAC++ inlier threshold in pixels.",
+    help="The robust estimator's inlier threshold in pixels.",
+)
+
+estimator_option = click.option(
+    "--estimator",
+    type=click.Choice(ESTIMATORS),
+    default=DEFAULT_ESTIMATOR,
+    show_default=True,
+    help="Robust estimator: PoseLib's LO-RANSAC or OpenCV's USAC MAGSAC++.",
+)
+
+rotation_option = click.option(
+    "--rotation",
+    type=click.Choice(ROTATIONS),
+    default=DEFAULT_ROTATION,
+    show_default=True,
+    help="auto: also try the second image at 90, 180 and 270 degrees and keep the turn with the "
+    "most inliers (for upright learned detectors; about 4x the time).",
 )
 
 verify_option = click.option(
     "--verify",
     "verify_model",
     type=click.Choice(list(GEOMETRIC_MODELS)),
-    help="Fit a model with USAC MAGSAC++ and count inliers.",
+    help="Fit a model with the robust estimator and count inliers.",
 )
 
 

@@ -10,18 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
 from ..defaults import (
+    DEFAULT_ESTIMATOR,
     DEFAULT_MATCHER,
     DEFAULT_PRECISION,
     DEFAULT_RANSAC_THRESHOLD,
+    DEFAULT_ROTATION,
     EVAL_MAX_KEYPOINTS,
     EVAL_MODELS,
 )
 from ..detection import detect
+from ..estimators import fit
+from ..image import to_array
 from ..io import atomic_write
-from ..matching import check_method, verify
+from ..matching import check_method, lightglue_weights_for, load_matcher, match, verify
 from ..models.registry import detector_info
 from ..presets import Preset, custom, load_preset
+from ..rotation import check_rotation, search_rotation
 from .datasets import load_dataset
 from .metrics import (
     corner_error,
@@ -89,7 +95,10 @@ def evaluate_homography(
     pipelines: Sequence[str | Preset] = EVAL_MODELS,
     *,
     ransac_threshold: float = DEFAULT_RANSAC_THRESHOLD,
+    estimator: str = DEFAULT_ESTIMATOR,
+    rotation: str = DEFAULT_ROTATION,
     precision: str = DEFAULT_PRECISION,
+    matcher_weights=None,
     output: str | Path | None = None,
     progress: bool = False,
     **protocol,
@@ -97,18 +106,27 @@ def evaluate_homography(
     """Evaluate pipelines on every (image 1, image k) pair of a homography dataset.
 
     Per pair: repeatability at 3 px, MMA at 1..10 px of the pipeline's matches, and the corner
-    error of the homography fitted with USAC MAGSAC++ (``ransac_threshold`` px); see
-    :mod:`keypoints.evaluation.metrics` for the definitions. Averaged over pairs, overall and
-    per subset (HPatches: illumination / viewpoint).
+    error of the homography fitted by ``estimator`` (``ransac_threshold`` px); see
+    :mod:`keypoints.evaluation.metrics` for the definitions. Averaged over pairs, overall, per
+    subset (HPatches: illumination / viewpoint) and per sequence.
+
+    Every detector and matcher is loaded before any image is read, so a missing weight fails
+    at once; with ``output``, the report is rewritten after each pipeline, so finished results
+    survive a later failure.
 
     Args:
         dataset: an HPatches or Oxford affine folder (see :func:`load_dataset`).
         pipelines: model names, run with the comparison protocol (``protocol``:
             ``max_keypoints`` (2048) best keypoints, ``threshold``, ``resize`` (native),
-            ``matcher`` (``"mnn"`` or ``"lightglue"``); see :func:`pipelines_for`), and
-            :class:`~keypoints.presets.Preset` objects, run as they are defined.
-        ransac_threshold: the inlier threshold in pixels.
+            ``matcher`` (``"auto"``, ``"mnn"`` or ``"lightglue"``); see :func:`pipelines_for`),
+            and :class:`~keypoints.presets.Preset` objects, run as they are defined.
+        ransac_threshold: the estimator's inlier threshold in pixels.
+        estimator: ``"poselib"`` or ``"opencv"`` (see :func:`keypoints.verify`).
+        rotation: ``"none"`` or ``"auto"`` (the second image also tried at 90, 180 and 270
+            degrees; see :mod:`keypoints.rotation`); detection time then counts every turn.
         precision: the detectors' (and LightGlue's) precision.
+        matcher_weights: LightGlue weights for every pipeline that uses LightGlue (anything
+            :func:`keypoints.matching.load_matcher` takes); default: each detector's own.
         output: a folder for ``metrics.json``, ``summary.md`` and ``mma.png`` (each written
             whole or not at all).
         progress: show a progress bar.
@@ -117,62 +135,111 @@ def evaluate_homography(
     Returns:
         ``{name: {"mma": {"1": ..}, "repeatability", "homography_accuracy": {"1", "3", "5",
         "10"}, "homography_auc": {...}, "keypoints", "matches", "ms_per_image", "pairs",
-        "pipeline": {...}, "subsets": {name: {...}}}}``.
+        "matcher" (the method used), "pipeline": {...}, "settings": {...}, "subsets": {name:
+        {...}}, "sequences": {name: {...}}}}``.
     """
+    check_rotation(rotation)
     models = [p for p in pipelines if isinstance(p, str)]
     chosen = pipelines_for(models, [p for p in pipelines if isinstance(p, Preset)], **protocol)
     sequences = load_dataset(dataset)
+    # everything is loaded (and checked) before the first image is read
+    loaded = [
+        (p, p.load_detector(precision=precision), _load_matcher(p, matcher_weights, precision))
+        for p in chosen
+    ]
+    empty = np.zeros((0, 2))
+    fit(empty, empty, "homography", estimator, ransac_threshold)  # checks name and threshold
+    settings = {
+        "dataset": str(dataset),
+        "estimator": estimator,
+        "ransac_threshold": ransac_threshold,
+        "rotation": rotation,
+        "precision": precision,
+        "keypoints_version": __version__,
+    }
     results = {}
-    for pipeline in chosen:
-        results[pipeline.name] = _evaluate(pipeline, sequences, ransac_threshold, precision,
-                                           progress)  # fmt: skip
-    if output is not None:
-        write_report(results, Path(output))
+    for pipeline, net, matcher in loaded:
+        summary = _evaluate(pipeline, net, matcher, sequences, settings, progress)
+        summary["settings"] = settings
+        results[pipeline.name] = summary
+        if output is not None:
+            write_report(results, Path(output))
     return results
 
 
-def _evaluate(pipeline: Preset, sequences, ransac_threshold: float, precision: str,
-              progress: bool) -> dict:  # fmt: skip
+def _load_matcher(pipeline: Preset, weights, precision: str):
+    """The LightGlue a pipeline uses (loaded now, so that missing weights fail early), or None.
+
+    None for nearest neighbour, including what ``"auto"`` falls back to.
+    """
+    if pipeline.matcher == "mnn":
+        return None
+    if weights is None:
+        if pipeline.matcher == "auto" and pipeline.matcher_weights is None:
+            return None  # no weights for this detector offline: nearest neighbour
+        weights = lightglue_weights_for(pipeline.detector)  # or a clear message
+    return load_matcher(weights, precision=precision, **pipeline.matcher_options)
+
+
+def _evaluate(pipeline: Preset, net, matcher, sequences, settings: dict, progress: bool) -> dict:
     """One pipeline over every pair of ``sequences``."""
-    net = pipeline.load_detector(precision=precision)
-    extra = {"precision": precision} if pipeline.matcher == "lightglue" else {}
+    method = "mnn" if matcher is None else "lightglue"
+    options = {"matcher": matcher} if matcher is not None else dict(pipeline.matcher_options)
     records, counts, times = [], [], []
     bar = _bar(sum(len(s.pairs) for s in sequences), f"eval {pipeline.name}", progress)
 
-    def run(path):
+    def run(image):
         start = time.perf_counter()
-        feats = detect(str(path), net, resize=pipeline.resize)[0]
+        feats = detect(image, net, resize=pipeline.resize)[0]
         times.append((time.perf_counter() - start) * 1000)
-        counts.append(len(feats))
         return feats
+
+    def pair_match(f0, f1):
+        return match(f0, f1, method, **options)
+
+    def fit(f0, f1, m):
+        return verify(f0, f1, m, "homography", settings["ransac_threshold"],
+                      estimator=settings["estimator"])  # fmt: skip
 
     for seq in sequences:
         f0 = run(seq.reference)
+        counts.append(len(f0))
         k0 = f0.keypoints.numpy().astype(np.float64)
         for pair in seq.pairs:
-            f1 = run(pair.path1)
+            turns = 0
+            if settings["rotation"] == "auto":  # the detection time of every turn counts
+                found = search_rotation(f0, to_array(pair.path1), run, pair_match, fit)
+                f1, m, verification, turns = (found.features1, found.matches,
+                                              found.verification, found.turns)  # fmt: skip
+            else:
+                f1 = run(pair.path1)
+                m = pair_match(f0, f1)
+                verification = fit(f0, f1, m)
+            counts.append(len(f1))
             k1 = f1.keypoints.numpy().astype(np.float64)
-            m = pipeline.match(f0, f1, **extra)
-            fit = verify(f0, f1, m, "homography", ransac_threshold)
             H = pair.homography
             records.append(
                 {
                     "subset": pair.subset,
+                    "sequence": seq.name,
                     "mma": matching_accuracy(k0, k1, m.indices.numpy(), H, MMA_THRESHOLDS),
                     "repeatability": repeatability(k0, k1, H, f0.image_size, f1.image_size),
-                    "corner_error": corner_error(fit.matrix, H, f0.image_size),
+                    "corner_error": corner_error(verification.matrix, H, f0.image_size),
                     "matches": len(m),
+                    "rotation": 90 * turns,
                 }
             )
             bar.update(1)
     bar.close()
     summary = _aggregate(records)
     summary["keypoints"] = float(np.mean(counts)) if counts else 0.0
-    summary["ms_per_image"] = float(np.mean(times)) if times else 0.0
-    by_subset = defaultdict(list)
-    for r in records:
-        by_subset[r["subset"]].append(r)
-    summary["subsets"] = {name: _aggregate(rs) for name, rs in sorted(by_subset.items())}
+    summary["ms_per_image"] = float(np.sum(times)) / len(counts) if counts else 0.0
+    summary["matcher"] = method
+    for key, field in (("subsets", "subset"), ("sequences", "sequence")):
+        groups = defaultdict(list)
+        for r in records:
+            groups[r[field]].append(r)
+        summary[key] = {name: _aggregate(rs) for name, rs in sorted(groups.items())}
     summary["pipeline"] = pipeline.as_dict()
     return summary
 
@@ -185,7 +252,7 @@ def _bar(total: int, desc: str, enabled: bool):
 
 def summary_table(results: dict) -> str:
     """A markdown table: one row per model and subset ("all" first)."""
-    header = ["model", "subset", "pairs", "MMA@1", "MMA@3", "MMA@5", "MMA@10", "rep@3",
+    header = ["model", "matcher", "subset", "pairs", "MMA@1", "MMA@3", "MMA@5", "MMA@10", "rep@3",
               "H@1", "H@3", "H@5", "H@10", "AUC@5", "keypoints", "matches", "ms/image"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, res in results.items():
@@ -193,7 +260,7 @@ def summary_table(results: dict) -> str:
         if len(subsets) == 1:  # one subset holds every pair: its row would repeat "all"
             subsets = []
         for subset, r in [("all", res), *subsets]:
-            cells = [model, subset, str(r["pairs"])]
+            cells = [model, res.get("matcher", ""), subset, str(r["pairs"])]
             cells += [f"{r['mma'][t]:.3f}" for t in ("1", "3", "5", "10")]
             cells.append(f"{r['repeatability']:.3f}")
             cells += [f"{r['homography_accuracy'][t]:.3f}" for t in ("1", "3", "5", "10")]

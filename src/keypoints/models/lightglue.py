@@ -639,7 +639,7 @@ def _release_path(text: str):
     from .weights import download_url
 
     if text in CVG_FEATURES:
-        hint = f"or pass the path of {text}_lightglue.pth"
+        hint = f"pass the path of {text}_lightglue.pth"
         return download_url(CVG_URL.format(text), release_file(text), hint)
     if os.path.isfile(text):
         return text

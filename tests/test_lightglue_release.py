@@ -1,0 +1,176 @@
+"""LightGlue with the real released weights: cvg's ALIKED and DISK weights and verlab's
+LighterGlue, against cvg's own implementation (kornia's copy, in the test extra) loaded with the
+same files; the bundled copies, offline; the known-unused keys of DISK's release."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import DATA, EXAMPLE, ROOT, require
+
+import keypoints
+from keypoints.models.lightglue import BUNDLED, LightGlue, bundled_matcher, matcher_part
+
+WEIGHTS = DATA / "weights"
+GRAF = DATA / "homography" / "oxford_affine" / "graf"
+BOAT = DATA / "homography" / "oxford_affine" / "boat"
+#: two shared pairs: a viewpoint change and a zoom + rotation
+PAIRS = [(GRAF / "img1.ppm", GRAF / "img2.ppm"), (BOAT / "img1.pgm", BOAT / "img2.pgm")]
+#: verlab's LighterGlue configuration (kornia's LightGlue.features["xfeat"])
+LIGHTERGLUE = dict(input_dim=64, descriptor_dim=96, n_layers=6, num_heads=1,
+                   depth_confidence=-1, width_confidence=0.95)  # fmt: skip
+
+
+def reference(state: dict[str, torch.Tensor], **conf):
+    """cvg's LightGlue (kornia's copy) holding ``state`` (cvg's key layout)."""
+    lightglue = pytest.importorskip("kornia.feature.lightglue")
+    state = {  # cvg's loader renames the old per-layer prefixes and ignores the ".r" entries
+        re.sub(r"^(self_attn|cross_attn)\.(\d+)\.", r"transformers.\2.\1.", k): v
+        for k, v in matcher_part(state).items()
+        if not k.endswith(".r")
+    }
+    conf.setdefault("input_dim", state["input_proj.weight"].shape[1])
+    model = lightglue.LightGlue(features=None, flash=False, **conf)
+    incompatible = model.load_state_dict(state, strict=False)
+    assert not incompatible.unexpected_keys
+    assert set(incompatible.missing_keys) <= {"confidence_thresholds"}
+    return model.eval()
+
+
+def run_reference(model, f0, f1):
+    """The reference's matches0 and matching_scores0 for two images' features."""
+    data = [
+        {"keypoints": f.keypoints[None], "descriptors": f.descriptors[None],
+         "image_size": torch.tensor([f.image_size], dtype=torch.float32)}  # fmt: skip
+        for f in (f0, f1)
+    ]
+    with torch.no_grad():
+        out = model({"image0": data[0], "image1": data[1]})
+    return out["matches0"][0], out["matching_scores0"][0]
+
+
+def assert_same_matches(ours: keypoints.Matches, expected, minimum: int) -> None:
+    """Identical match sets, scores within 1e-4."""
+    m0, s0 = expected
+    valid = torch.nonzero(m0 > -1)[:, 0]
+    assert len(ours) == len(valid) >= minimum
+    assert torch.equal(ours.indices, torch.stack([valid, m0[valid]], 1))
+    torch.testing.assert_close(ours.scores, s0[valid], atol=1e-4, rtol=0)
+
+
+def features(model: str, pair, **options):
+    return keypoints.detect([str(p) for p in pair], model, resize=None, **options)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=["graf", "boat"])
+def test_aliked_release_equals_cvg(pair):
+    """cvg's aliked_lightglue.pth (fp32 file): our matches equal cvg's code on ALIKED-n16."""
+    path = require(WEIGHTS / "lightglue" / "aliked_lightglue.pth")
+    f0, f1 = features("aliked-n16", pair, max_keypoints=1024, threshold=0.0)
+    ours = keypoints.match(f0, f1, "lightglue", matcher=str(path))
+    assert ours.method == "lightglue"
+    expected = run_reference(reference(torch.load(path, weights_only=True)), f0, f1)
+    assert_same_matches(ours, expected, 100)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=["graf", "boat"])
+def test_disk_release_equals_cvg(pair):
+    """cvg's disk_lightglue.pth, with its nine unused ``log_assignment.{i}.r`` entries: loaded,
+    and our matches on DISK features equal cvg's code."""
+    path = require(WEIGHTS / "lightglue" / "disk_lightglue.pth")
+    f0, f1 = features("disk", pair, max_keypoints=1024)
+    ours = keypoints.match(f0, f1, "lightglue", matcher=str(path))
+    expected = run_reference(reference(torch.load(path, weights_only=True)), f0, f1)
+    assert_same_matches(ours, expected, 100)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=["graf", "boat"])
+def test_lighterglue_equals_reference(pair):
+    """verlab's xfeat-lighterglue.pt (matcher half): the bundled copy (fp32) and the file give
+    the same matches as the reference LightGlue code with LighterGlue's configuration."""
+    path = require(WEIGHTS / "xfeat" / "xfeat-lighterglue.pt")
+    f0, f1 = features("xfeat", pair, max_keypoints=1024)
+    ours = keypoints.match(f0, f1)  # auto: XFeat's bundled LighterGlue
+    assert ours.method == "lightglue"
+    by_path = keypoints.match(f0, f1, "lightglue", matcher=str(path))
+    expected = run_reference(reference(torch.load(path, weights_only=True), **LIGHTERGLUE), f0, f1)
+    assert_same_matches(ours, expected, 50)
+    assert_same_matches(by_path, expected, 50)
+
+
+def test_bundled_fp16_aliked_weights_agree_with_the_fp32_release():
+    """The bundled fp16 copy of aliked_lightglue.pth gives >= 99.5% of the fp32 matches."""
+    path = require(WEIGHTS / "lightglue" / "aliked_lightglue.pth")
+    same = union = 0
+    for pair in PAIRS:
+        f0, f1 = features("aliked-n16", pair, max_keypoints=1024, threshold=0.0)
+        full = {tuple(r) for r in keypoints.match(f0, f1, matcher=str(path)).indices.tolist()}
+        half = {tuple(r) for r in keypoints.match(f0, f1, "lightglue").indices.tolist()}
+        same, union = same + len(full & half), union + len(full | half)
+    assert union > 500 and same / union >= 0.995
+
+
+def test_bundled_weights_are_the_release():
+    """Each bundled file is the release it names: same tensors as converting the shared file."""
+    from safetensors import safe_open
+
+    from keypoints.models.lightglue import convert_cvg_state_dict
+
+    sources = {"aliked": WEIGHTS / "lightglue" / "aliked_lightglue.pth",
+               "xfeat-lighterglue": WEIGHTS / "xfeat" / "xfeat-lighterglue.pt"}  # fmt: skip
+    for name in BUNDLED:
+        state = convert_cvg_state_dict(
+            matcher_part(torch.load(require(sources[name]), weights_only=True))
+        )
+        with safe_open(str(bundled_matcher(name)), "pt") as bundled:
+            assert set(bundled.keys()) == set(state)
+            for key in state:
+                stored = bundled.get_tensor(key)
+                torch.testing.assert_close(stored.float(), state[key].to(stored.dtype).float())
+
+
+def test_unknown_keys_are_refused_known_unused_ones_accepted(tmp_path):
+    path = require(WEIGHTS / "lightglue" / "disk_lightglue.pth")
+    state = torch.load(path, weights_only=True)
+    assert sum(k.endswith(".r") for k in state) == 9
+    assert LightGlue.from_pretrained(path).config.input_dim == 128
+    state["log_assignment.0.temperature"] = torch.ones(1)
+    torch.save(state, tmp_path / "odd.pth")
+    with pytest.raises(keypoints.WeightsError, match="unexpected key 'log_assignment.0.temp"):
+        LightGlue.from_pretrained(tmp_path / "odd.pth")
+
+
+def test_auto_picks_lightglue_only_where_weights_are_offline(tmp_path, monkeypatch):
+    """method="auto": LightGlue for ALIKED-n16 (bundled), mutual nearest neighbour for SIFT
+    (its release is not cached here) and for ALIKED-t16 (no weights trained on it)."""
+    monkeypatch.setenv("KEYPOINTS_CACHE", str(tmp_path))
+    from keypoints.matching import resolve_method
+
+    for model, method in (("aliked-n16", "lightglue"), ("sift", "mnn"), ("aliked-t16", "mnn")):
+        f = keypoints.detect(str(EXAMPLE), model, max_keypoints=100)[0]
+        assert resolve_method("auto", [(f, f)]) == method
+        assert keypoints.match(f, f).method == method
+    f = keypoints.detect(str(EXAMPLE), "aliked-t16", max_keypoints=100)[0]
+    with pytest.raises(keypoints.ConfigError, match="unknown matching method 'lightgleu'"):
+        keypoints.match(f, f, "lightgleu")
+
+
+def test_bundled_lightglue_offline_with_an_empty_cache(tmp_path):
+    """HF_HUB_OFFLINE=1 and an empty cache: the bundled weights load, and `keypoints match` on
+    the example pair uses LightGlue by default."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KEYPOINTS_CACHE": str(tmp_path / "cache")}
+    code = "from keypoints.matching import load_matcher; print(load_matcher('aliked').features)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "aliked", out.stderr
+    warped = ROOT / "examples" / "cats_warped.jpg"
+    run = subprocess.run([sys.executable, "-m", "keypoints", "match", str(EXAMPLE), str(warped),
+                          "-o", str(tmp_path / "m.png")], env=env, capture_output=True,
+                         text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "(LightGlue)" in run.stdout
+    assert not list((tmp_path / "cache").rglob("*lightglue*"))  # nothing downloaded
