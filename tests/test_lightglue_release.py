@@ -45,8 +45,11 @@ def reference(state: dict[str, torch.Tensor], **conf):
 def run_reference(model, f0, f1):
     """The reference's matches0 and matching_scores0 for two images' features."""
     data = [
-        {"keypoints": f.keypoints[None], "descriptors": f.descriptors[None],
-         "image_size": torch.tensor([f.image_size], dtype=torch.float32)}  # fmt: skip
+        {
+            "keypoints": f.keypoints[None],
+            "descriptors": f.descriptors[None],
+            "image_size": torch.tensor([f.image_size], dtype=torch.float32),
+        }  # fmt: skip
         for f in (f0, f1)
     ]
     with torch.no_grad():

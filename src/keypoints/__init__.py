@@ -39,9 +39,11 @@ from .hf import (
 from .io import load_features, save_features
 from .matching import Verification, match, match_batch, verify
 from .models.aliked import ALIKED, ALIKEDConfig
+from .models.disk import DISK, DISKConfig
 from .models.protocol import Detector, DetectorInfo
 from .models.registry import MODELS, list_models, load_model
 from .models.superpoint import SuperPoint
+from .models.xfeat import XFeat, XFeatConfig
 from .pipeline import ExtractSettings, extract, match_pairs
 from .presets import PRESETS, Preset, list_presets, load_preset
 from .viz import plot_keypoints, plot_matches
@@ -74,6 +76,10 @@ __all__ = [
     "PRESETS",
     "ALIKED",
     "ALIKEDConfig",
+    "DISK",
+    "DISKConfig",
+    "XFeat",
+    "XFeatConfig",
     "MODELS",
     "save_features",
     "load_features",

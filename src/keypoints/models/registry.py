@@ -19,14 +19,16 @@ from torch import nn
 
 from ..defaults import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_PRECISION
 from ..errors import ConfigError, WeightsError, WeightsNotFoundError, closest
-from . import aliked, opencv, superpoint, superpoint_open
+from . import aliked, disk, opencv, superpoint, superpoint_open, xfeat
 from .aliked import ALIKED
 from .aliked import VARIANTS as ALIKED_VARIANTS
 from .base import KeypointModel
+from .disk import DISK
 from .protocol import Detector, DetectorInfo
 from .superpoint import SuperPoint
 from .superpoint_open import SuperPointOpen
 from .weights import load_state_dict, looks_like_hub_id, resolve_checkpoint
+from .xfeat import XFeat
 
 __all__ = [
     "ModelInfo",
@@ -48,6 +50,8 @@ MODELS: dict[str, DetectorInfo] = {
         *aliked.INFOS.values(),
         superpoint.INFO,
         superpoint_open.INFO,
+        disk.INFO,
+        xfeat.INFO,
         *opencv.INFOS.values(),
     )
 }
@@ -93,6 +97,10 @@ def _load_path(text: str) -> KeypointModel:
         net = ALIKED(model_name=variant)
     elif any(k.startswith("backbone.0.0.conv") for k in state):
         net = SuperPointOpen()
+    elif any(k.startswith("unet.path_down.") for k in state):
+        net = DISK()
+    elif "keypoint_head.3.weight" in state:
+        net = XFeat()
     else:
         net = SuperPoint()
     net.load_weights(state)
@@ -140,8 +148,8 @@ def load_model(
     Args:
         model: a registered name (see :func:`list_models`), a checkpoint path or Hub-layout
             folder (the architecture is recognised from its config or key names: SuperPoint,
-            the MIT SuperPoint, ALIKED), a Hub id (``namespace/name``), or a detector object
-            (returned as is, moved to ``device``).
+            the MIT SuperPoint, ALIKED, DISK, XFeat), a Hub id (``namespace/name``), or a
+            detector object (returned as is, moved to ``device``).
         device: where to run (default: the CPU; OpenCV detectors run on the CPU only).
         backend: a learned model's dense network in ``"torch"``, ``"onnxruntime"`` or
             ``"auto"`` (onnxruntime when installed); not applied to a detector passed in.

@@ -204,7 +204,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     PyTorch files are read with ``weights_only=True``: a pickle that would construct arbitrary
     objects (and could run code) is refused with :class:`WeightsError`. A checkpoint that wraps
-    its weights in ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
+    its weights in ``{"state_dict": ...}``, ``{"model": ...}`` or ``{"extractor": ...}`` (DISK's
+    release) is unwrapped.
     """
     path = Path(path)
     if not path.is_file():
@@ -234,7 +235,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 f"'{path}' is not a readable PyTorch checkpoint ({str(exc)[:200]}); "
                 "is it truncated or corrupt?"
             ) from None
-    for key in ("state_dict", "model", "model_state_dict"):
+    for key in ("state_dict", "model", "model_state_dict", "extractor"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
