@@ -21,12 +21,13 @@ TRUTH = np.loadtxt(EXAMPLE.parent / "cats_H.txt")
 
 @pytest.fixture
 def release_cache(tmp_path, monkeypatch):
-    """keypoints' cache holding cvg's real ALIKED LightGlue weights (from ../shared/data), as
-    after a first download; the other releases are absent (offline: those presets skip)."""
-    weights = require(DATA / "weights" / "lightglue" / "aliked_lightglue.pth")
+    """keypoints' cache holding cvg's real DISK LightGlue weights (from ../shared/data), as
+    after a first download (ALIKED's are bundled); the other releases are absent (offline:
+    those presets skip)."""
+    weights = require(DATA / "weights" / "lightglue" / "disk_lightglue.pth")
     monkeypatch.setenv("KEYPOINTS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()
-    shutil.copy(weights, tmp_path / "cache" / release_file("aliked"))
+    shutil.copy(weights, tmp_path / "cache" / release_file("disk"))
     from keypoints import matching
 
     monkeypatch.setattr(matching, "_MATCHERS", {})
@@ -50,9 +51,10 @@ def test_every_preset_recovers_the_example_warp(name, release_cache):
 
 def test_the_bundled_and_cached_presets_are_offline(release_cache):
     offline = {name for name, preset in PRESETS.items() if preset.offline}
-    # ALIKED and OpenCV are bundled; the ALIKED LightGlue weights are in the cache; the SIFT
-    # LightGlue weights and the Magic Leap SuperPoint are not
-    assert offline == {"aliked-lightglue", "aliked-mnn", "sift-mnn", "fast"}
+    # ALIKED, DISK, XFeat and OpenCV are bundled, and so are ALIKED's LightGlue and XFeat's
+    # LighterGlue; DISK's LightGlue is in the cache; SIFT's and the Magic Leap SuperPoint are not
+    assert offline == {"aliked-lightglue", "aliked-mnn", "sift-mnn", "disk-lightglue",
+                       "xfeat-lighterglue", "fast"}  # fmt: skip
 
 
 def test_presets_command_lists_them_all(release_cache, capsys):

@@ -46,7 +46,7 @@ def detect(
     Args:
         images: one image or a list: paths, PIL images, numpy ``(H, W[, 3|4])`` arrays (uint8,
             uint16 or float in [0, 1]) or torch ``(C, H, W)`` tensors.
-        model: a name from :func:`keypoints.list_models` (default ``"aliked-n16"``, bundled,
+        model: a name from :func:`keypoints.list_models` (default ``"aliked-n16rot"``, bundled,
             works offline), a checkpoint path or Hub id, or a loaded detector. Loaded models
             are cached per process.
         resize: preprocessing, kept apart from the model options. An int is the longest side

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .defaults import DEFAULT_MATCHER, DEFAULT_RESIZE, MATCHERS
+from .defaults import DEFAULT_MATCHER, DEFAULT_MODEL, DEFAULT_RESIZE, MATCHERS
 from .errors import ConfigError, closest
 from .features import Features, Matches
 from .models.lightglue import release_cached, weights_license
@@ -146,9 +146,9 @@ _TOP_2048 = {"max_keypoints": 2048}
 
 #: The named pipelines, in listing order.
 PRESETS: dict[str, Preset] = _presets(
-    Preset("aliked-lightglue", "ALIKED-n16 + LightGlue (bundled): the default, accurate pipeline",
-           "aliked-n16", _TOP_2048, matcher="lightglue"),
-    Preset("aliked-mnn", "ALIKED-n16, mutual nearest neighbour", "aliked-n16", _TOP_2048,
+    Preset("aliked-lightglue", "ALIKED-n16rot + LightGlue (bundled): the default, accurate "
+           "pipeline", DEFAULT_MODEL, _TOP_2048, matcher="lightglue"),
+    Preset("aliked-mnn", "ALIKED-n16rot, mutual nearest neighbour", DEFAULT_MODEL, _TOP_2048,
            matcher="mnn"),
     Preset("superpoint-lightglue", "SuperPoint + LightGlue, as LightGlue's README pairs them",
            "superpoint", {"max_keypoints": 2048, "threshold": 0.0005}, matcher="lightglue"),

@@ -123,7 +123,7 @@ matcher_option = click.option(
     type=click.Choice(MATCHERS),
     default=None,
     help="auto: LightGlue when weights trained on the detector's features are available offline "
-    "(bundled: aliked-n16, xfeat; or cached), else mutual nearest neighbour (mnn); lightglue: "
+    "(bundled: aliked-n16(rot), xfeat; or cached), else mutual nearest neighbour (mnn); lightglue: "
     "those weights (cvg's releases are downloaded once, then cached). [default: the preset's, "
     f"else {DEFAULT_MATCHER}; mnn when --ratio or --max-distance is given]",
 )
