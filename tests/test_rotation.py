@@ -15,6 +15,7 @@ from keypoints.rotation import (
     features_to_original,
     quarter_turn_matrix,
     search_rotation,
+    searches,
 )
 
 LONDON = DATA / "images" / "superglue" / "phototourism" / "london_bridge_19481797_2295892421.jpg"
@@ -126,7 +127,22 @@ def test_rotation_errors_and_cli(tmp_path, capsys):
     turned = np.ascontiguousarray(np.rot90(image, 1))
     cv2.imwrite(str(tmp_path / "turned.png"), cv2.cvtColor(turned, cv2.COLOR_RGB2BGR))
     args = ["match", str(EXAMPLE), str(tmp_path / "turned.png"), "-o", str(tmp_path / "m.png")]
-    assert main([*args, "--rotation", "auto", "--verify", "homography"]) == 0
+    upright = ["--model", "aliked-n16", "--verify", "homography"]
+    assert main([*args, *upright, "--rotation", "auto"]) == 0
     out = capsys.readouterr().out
     assert "image1 turned by 270 degrees" in out and "(LightGlue)" in out
     assert main([*args, "--rotation", "sideways"]) == 2
+    # SIFT assigns orientations: no search, and it matches the turned image anyway
+    assert main([*args, "--model", "sift", "--verify", "homography"]) == 0
+    out = capsys.readouterr().out
+    assert "rotation:" not in out
+    inliers = int(out.split("inliers (homography, poselib 2.0 px): ")[1].split()[0])
+    assert inliers > 200
+
+
+def test_search_is_skipped_for_rotation_invariant_detectors():
+    assert searches("auto", "aliked-n16") and searches("auto", "disk")
+    assert searches("auto", None)  # unknown detector: search
+    assert searches("auto", "aliked-n16rot")  # trained with moderate rotations only
+    assert not searches("auto", "sift") and not searches("auto", "orb")
+    assert not searches("none", "aliked-n16")

@@ -4,7 +4,8 @@ Learned detectors such as ALIKED-n16, SuperPoint, DISK and XFeat are trained upr
 descriptors change when the image turns, so a pair rotated by 90 degrees or more has few correct
 matches (SIFT assigns each keypoint an orientation and does not care). ``rotation="auto"``
 detects the second image at each quarter turn (:func:`numpy.rot90`), matches it with the first,
-fits the geometric model, and keeps the turn with the most inliers; keypoints, matrix and
+fits the geometric model, and keeps the turn with the most inliers (detectors whose registry entry
+is ``rotation_invariant``, SIFT and ORB, are not searched); keypoints, matrix and
 inliers are reported in the original frame of the second image. The search stops at the first
 turn that is clearly right (at least :data:`ENOUGH_INLIERS` inliers making up at least
 :data:`ENOUGH_RATIO` of its matches), so an upright pair costs what it costs without rotation
@@ -32,6 +33,7 @@ from .defaults import ROTATIONS
 from .errors import ConfigError, closest
 from .features import Features, Matches
 from .matching import Verification
+from .models.registry import detector_info
 
 #: A turn with this many inliers, making up this fraction of its matches, ends the search.
 ENOUGH_INLIERS = 50
@@ -42,6 +44,7 @@ __all__ = [
     "ENOUGH_INLIERS",
     "ENOUGH_RATIO",
     "check_rotation",
+    "searches",
     "quarter_turn_matrix",
     "features_to_original",
     "RotationSearch",
@@ -56,6 +59,19 @@ def check_rotation(rotation: str) -> None:
             f"unknown rotation '{rotation}'{closest(rotation, ROTATIONS)}; "
             f"allowed: {', '.join(ROTATIONS)}"
         )
+
+
+def searches(rotation: str, model: str | None) -> bool:
+    """True when ``rotation`` asks for the quarter-turn search on detector ``model``'s features.
+
+    ``"auto"`` searches unless the detector's registry entry says it is rotation invariant (SIFT,
+    ORB), where the search would cost up to 4x for nothing.
+    """
+    check_rotation(rotation)
+    if rotation == "none":
+        return False
+    info = detector_info(model)
+    return info is None or not info.rotation_invariant
 
 
 def quarter_turn_matrix(turns: int, size: tuple[int, int]) -> np.ndarray:

@@ -9,6 +9,7 @@ import click
 from ..detection import detect
 from ..matching import verify
 from ..models.registry import load_model
+from ..rotation import searches
 from .options import (
     backend_option,
     estimator_option,
@@ -72,7 +73,7 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
         return verify(f0, f1, matches, verify_model or "fundamental", ransac_threshold,
                       estimator=estimator)  # fmt: skip
 
-    if rotation == "auto":  # the turn of image1 with the most inliers (fundamental by default)
+    if searches(rotation, net.name):  # the turn of image1 with the most inliers
         from ..image import to_array
         from ..rotation import search_rotation
 

@@ -27,7 +27,7 @@ from ..io import atomic_write
 from ..matching import check_method, lightglue_weights_for, load_matcher, match, verify
 from ..models.registry import detector_info
 from ..presets import Preset, custom, load_preset
-from ..rotation import check_rotation, search_rotation
+from ..rotation import check_rotation, search_rotation, searches
 from .datasets import load_dataset
 from .metrics import (
     corner_error,
@@ -186,6 +186,7 @@ def _evaluate(pipeline: Preset, net, matcher, sequences, settings: dict, progres
     method = "mnn" if matcher is None else "lightglue"
     options = {"matcher": matcher} if matcher is not None else dict(pipeline.matcher_options)
     records, counts, times = [], [], []
+    search = searches(settings["rotation"], net.name)
     bar = _bar(sum(len(s.pairs) for s in sequences), f"eval {pipeline.name}", progress)
 
     def run(image):
@@ -207,7 +208,7 @@ def _evaluate(pipeline: Preset, net, matcher, sequences, settings: dict, progres
         k0 = f0.keypoints.numpy().astype(np.float64)
         for pair in seq.pairs:
             turns = 0
-            if settings["rotation"] == "auto":  # the detection time of every turn counts
+            if search:  # the detection time of every turn counts
                 found = search_rotation(f0, to_array(pair.path1), run, pair_match, fit)
                 f1, m, verification, turns = (found.features1, found.matches,
                                               found.verification, found.turns)  # fmt: skip

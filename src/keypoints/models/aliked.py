@@ -24,7 +24,7 @@ from . import ops
 from .base import KeypointModel
 from .config import Config, check_int, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
-from .weights import load_state_dict, resolve_checkpoint
+from .weights import read_weights
 
 __all__ = ["ALIKEDConfig", "ALIKED", "VARIANTS", "INFOS", "bundled_weights"]
 
@@ -457,9 +457,5 @@ class ALIKED(KeypointModel):
             source = None
         config = ALIKEDConfig(**overrides)
         model = cls(config)
-        if source is None:
-            with resources.as_file(bundled_weights(config.model_name)) as path:
-                state = load_state_dict(path)
-        else:
-            state = load_state_dict(resolve_checkpoint(source, config=False).weights_file)
+        state = read_weights(source, bundled_weights(config.model_name))
         return model.finish_loading(state, strict, backend, precision)

@@ -29,7 +29,7 @@ from . import ops
 from .base import KeypointModel
 from .config import Config, check_int, check_max_keypoints, check_range, config_class
 from .protocol import DetectorInfo, Preprocessing
-from .weights import load_state_dict, resolve_checkpoint
+from .weights import read_weights
 
 __all__ = ["DISKConfig", "DISK", "INFO", "bundled_weights"]
 
@@ -355,9 +355,5 @@ class DISK(KeypointModel):
         ``overrides`` are options (see :class:`DISKConfig`).
         """
         model = cls(DISKConfig(**overrides))
-        if source is None:
-            with resources.as_file(bundled_weights()) as path:
-                state = load_state_dict(path)
-        else:
-            state = load_state_dict(resolve_checkpoint(source, config=False).weights_file)
+        state = read_weights(source, bundled_weights())
         return model.finish_loading(state, strict, backend, precision)

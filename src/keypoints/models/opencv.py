@@ -89,6 +89,7 @@ def _info(name: str, dim: int, binary: bool = False, matcher: str | None = None,
         matcher_weights=matcher,
         matcher_descriptors=matcher_descriptors,
         preprocessing=Preprocessing(channels=1, pad_multiple=1, uint8=True),
+        rotation_invariant=True,
     )
 
 

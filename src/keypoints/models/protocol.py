@@ -77,6 +77,10 @@ class DetectorInfo:
         matcher_descriptors: how descriptors are transformed before that matcher reads them
             (``(N, D)`` -> ``(N, D)``; SIFT's LightGlue was trained on RootSIFT), or None.
         preprocessing: what the detector's input looks like.
+        rotation_invariant: its descriptors survive any in-plane rotation (SIFT and ORB assign
+            orientations), so ``rotation="auto"`` has nothing to search for. (ALIKED-n16rot is
+            not: trained with moderate rotations, it matches a 90-degree turn of the example
+            image with 6 inliers.)
     """
 
     name: str
@@ -90,6 +94,7 @@ class DetectorInfo:
     matcher_weights: str | None = None
     matcher_descriptors: Callable[[torch.Tensor], torch.Tensor] | None = None
     preprocessing: Preprocessing = Preprocessing()
+    rotation_invariant: bool = False
 
     @property
     def offline(self) -> bool:

@@ -246,6 +246,21 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_weights(source: str | os.PathLike | None, bundled) -> dict[str, torch.Tensor]:
+    """The state dict of a model's weights: ``source``, or the bundled file when it is None.
+
+    ``source`` is a checkpoint path, a Hub-layout folder or a Hub id (see
+    :func:`resolve_checkpoint`); ``bundled`` is the package's own file (a path or
+    :mod:`importlib.resources` Traversable). Both are read by :func:`load_state_dict`.
+    """
+    from importlib import resources
+
+    if source is None:
+        with resources.as_file(bundled) as path:
+            return load_state_dict(path)
+    return load_state_dict(resolve_checkpoint(source, config=False).weights_file)
+
+
 def hub_cached(repo_id: str, filename: str = CONFIG_NAME) -> bool:
     """True when ``filename`` of the Hub repository ``repo_id`` is in the local cache."""
     from huggingface_hub import try_to_load_from_cache

@@ -34,7 +34,7 @@ from . import ops
 from .base import KeypointModel
 from .config import Config, check_int, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
-from .weights import load_state_dict, resolve_checkpoint
+from .weights import read_weights
 
 __all__ = ["XFeatConfig", "XFeat", "INFO", "bundled_weights", "strict_maxima"]
 
@@ -326,9 +326,7 @@ class XFeat(KeypointModel):
         :class:`XFeatConfig`).
         """
         model = cls(XFeatConfig(**overrides))
-        if source is None or os.fspath(source) == INFO.name:
-            with resources.as_file(bundled_weights()) as path:
-                state = load_state_dict(path)
-        else:
-            state = load_state_dict(resolve_checkpoint(source, config=False).weights_file)
+        if source is not None and os.fspath(source) == INFO.name:
+            source = None
+        state = read_weights(source, bundled_weights())
         return model.finish_loading(state, strict, backend, precision)
