@@ -461,8 +461,9 @@ def test_cli_match_match_pairs_and_eval_with_lightglue(cached_weights, tmp_path,
 
     graf = require(DATA / "homography" / "oxford_affine" / "graf")
     img1, img2 = str(graf / "img1.ppm"), str(graf / "img2.ppm")
-    assert main(["match", img1, img2, "--max-keypoints", "300", "--resize", "none",
-                 "--matcher", "lightglue", "-o", str(tmp_path / "m.png")]) == 0  # fmt: skip
+    assert main(["match", img1, img2, "--model", "aliked-n16", "--max-keypoints", "300",
+                 "--resize", "none", "--matcher", "lightglue", "-o",
+                 str(tmp_path / "m.png")]) == 0  # fmt: skip
     f0, f1 = keypoints.detect([img1, img2], "aliked-n16", max_keypoints=300)
     expected = keypoints.match(f0, f1, method="lightglue")
     assert f"matches: {len(expected)} (LightGlue)" in capsys.readouterr().out
@@ -488,7 +489,8 @@ def test_cli_match_match_pairs_and_eval_with_lightglue(cached_weights, tmp_path,
 
     results = tmp_path / "results"
     assert main(["eval", "homography", str(graf), "--models", "aliked-n16", "--max-keypoints",
-                 "300", "--matcher", "lightglue", "-o", str(results)]) == 0  # fmt: skip
+                 "300", "--matcher", "lightglue", "--rotation", "none", "-o",
+                 str(results)]) == 0  # fmt: skip
     assert "matcher=LightGlue" in capsys.readouterr().out
     metrics = json.loads((results / "metrics.json").read_text())["aliked-n16"]
     counts = []
