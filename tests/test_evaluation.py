@@ -136,3 +136,45 @@ def test_reader_errors_name_the_file(tmp_path):
         load_dataset(empty)
     with pytest.raises(DatasetError, match="does not exist"):
         load_dataset(tmp_path / "nothing-here")
+
+
+def test_every_pipeline_is_checked_before_any_image_is_read(tmp_path, monkeypatch):
+    """A missing weight, an unknown estimator or rotation fail before the first detection (so
+    no finished result is lost to a later pipeline's missing weight)."""
+    import json
+
+    from conftest import DATA, require
+
+    from keypoints.evaluation import homography
+
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    monkeypatch.setenv("KEYPOINTS_CACHE", str(tmp_path / "cache"))
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("an image was read before every pipeline was checked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(homography, "detect", no_detection)
+        with pytest.raises(keypoints.WeightsNotFoundError):  # SIFT's LightGlue: not cached
+            homography.evaluate_homography(graf, ["xfeat", "sift"], matcher="lightglue")
+        with pytest.raises(keypoints.ConfigError, match="unknown estimator 'poslib'"):
+            homography.evaluate_homography(graf, ["orb"], estimator="poslib")
+        with pytest.raises(keypoints.ConfigError, match="unknown rotation"):
+            homography.evaluate_homography(graf, ["orb"], rotation="sometimes")
+
+    # the report is rewritten after each pipeline: the first survives the second's failure
+    real = homography._evaluate
+
+    def second_fails(pipeline, *args):
+        if pipeline.name == "sift":
+            raise RuntimeError("interrupted")
+        return real(pipeline, *args)
+
+    monkeypatch.setattr(homography, "_evaluate", second_fails)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        homography.evaluate_homography(graf, ["orb", "sift"], output=tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert list(written) == ["orb"] and written["orb"]["pairs"] == 5
+    settings = written["orb"]["settings"]
+    assert settings["estimator"] == "poselib" and settings["keypoints_version"]
+    assert set(written["orb"]["sequences"]) == {"graf"} and written["orb"]["matcher"] == "mnn"
