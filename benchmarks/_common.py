@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -208,3 +209,24 @@ def print_stage_table(rows: dict[tuple[str, str], dict]) -> None:
             for (workload, name), row in rows.items()
         ],
     )
+
+
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+              "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")  # fmt: skip
+
+
+def cpu_info() -> str:
+    """The CPU model, the cores this process may use and the CPU's SIMD flags (Linux)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first CPU's
+    except OSError:
+        pass
+    model = fields.get("model name") or platform.processor() or "unknown"
+    flags = set(fields.get("flags", "").split())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    present = [f for f in SIMD_FLAGS if f in flags] or ["n/a"]
+    return (f"CPU: {model}; {usable} usable of {os.cpu_count()} logical CPUs\n"
+            f"CPU flags (SIMD): {' '.join(present)}")  # fmt: skip

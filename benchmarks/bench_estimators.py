@@ -26,10 +26,9 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import DATA, print_table
+from _common import DATA, cpu_info, print_table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,28 +41,9 @@ LIGHTGLUE_WEIGHTS = DATA / "weights" / "lightglue" / "aliked_lightglue.pth"
 SUPERGLUE = DATA / "images" / "superglue"
 PAIR_LISTS = (("phototourism", "phototourism_sample_pairs.txt"),
               ("scannet", "scannet_sample_pairs_with_gt.txt"))  # fmt: skip
+
+
 #: SIMD features that decide how fast the dense networks and the solvers run
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-              "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")  # fmt: skip
-
-
-def cpu_info() -> str:
-    """The CPU model, the cores this process may use and the CPU's SIMD flags (Linux)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())  # the first CPU's
-    except OSError:
-        pass
-    model = fields.get("model name") or platform.processor() or "unknown"
-    flags = set(fields.get("flags", "").split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    present = [f for f in SIMD_FLAGS if f in flags] or ["n/a"]
-    return (f"CPU: {model}; {usable} usable of {os.cpu_count()} logical CPUs\n"
-            f"CPU flags (SIMD): {' '.join(present)}")  # fmt: skip
-
-
 def versions() -> str:
     import cv2
     import poselib

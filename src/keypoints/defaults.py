@@ -44,8 +44,8 @@ DEFAULT_MATCH_BATCH_SIZE = 8
 GEOMETRIC_MODELS = {"homography": 4, "fundamental": 8}
 #: Robust estimators of :func:`keypoints.verify`: PoseLib's LO-RANSAC, OpenCV's USAC MAGSAC++.
 #: PoseLib at 2 px is the default: on the 15 Oxford pairs it gave the best AUC@5 for both
-#: ALIKED-n16 + LightGlue (0.493 vs MAGSAC++'s best 0.427) and SIFT + mutual NN (0.473 vs
-#: 0.438), see benchmarks/bench_estimators.py.
+#: ALIKED-n16 + LightGlue (0.491 vs MAGSAC++'s best 0.421) and SIFT + mutual NN (0.473 vs
+#: 0.437), see benchmarks/bench_estimators.py.
 ESTIMATORS = ("poselib", "opencv")
 DEFAULT_ESTIMATOR = "poselib"
 #: The estimator's inlier threshold in pixels.
