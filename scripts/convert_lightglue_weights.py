@@ -8,7 +8,7 @@ Apache-2.0) with ``weights_only=True`` and maps them to our parameter names
 (:func:`keypoints.models.lightglue.convert_cvg_state_dict`). ALIKED's LightGlue (48 MB) is
 stored as fp16, measured harmless by ``benchmarks/bench_fp16_matcher.py`` (ALIKED-n16, 2048
 keypoints, the 15 Oxford pairs: 99.94% of the matches identical to fp32, MMA@3 0.7579 vs
-0.7578, H@1/3/5 equal, AUC@5 0.4024 vs 0.4025); LighterGlue (5 MB) stays fp32. Each file's
+0.7578, H@1/3/5 equal, AUC@5 0.4908 vs 0.4933); LighterGlue (5 MB) stays fp32. Each file's
 metadata records the source's sha256, URL, license and storage dtype.
 """
 
