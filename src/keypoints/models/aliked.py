@@ -11,20 +11,17 @@ descriptor sampling are batched (padded with a mask) instead of looping over ima
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError, closest
 from . import ops
 from .base import KeypointModel
 from .config import Config, check_int, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
-from .weights import read_weights
 
 __all__ = ["ALIKEDConfig", "ALIKED", "VARIANTS", "INFOS", "bundled_weights"]
 
@@ -436,26 +433,14 @@ class ALIKED(KeypointModel):
         return torch.where(found.any(1), fixed, means)
 
     # weights --------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | os.PathLike | None = None,
-        *,
-        strict: bool = True,
-        backend: str = DEFAULT_BACKEND,
-        precision: str = DEFAULT_PRECISION,
-        **overrides,
-    ) -> ALIKED:
-        """Load an ALIKED variant with its weights.
+    #: a variant's name loads its bundled weights (from_pretrained("aliked-t16"))
+    weight_names = tuple(VARIANTS)
 
-        ``source`` None or a variant name takes the bundled weights (no network); otherwise a
-        checkpoint path (``.pth`` read with ``weights_only=True``, or ``.safetensors``) for the
-        variant given by ``model_name=``.
-        """
-        if source is not None and os.fspath(source) in VARIANTS:
-            overrides.setdefault("model_name", os.fspath(source))
-            source = None
-        config = ALIKEDConfig(**overrides)
-        model = cls(config)
-        state = read_weights(source, bundled_weights(config.model_name))
-        return model.finish_loading(state, strict, backend, precision)
+    @classmethod
+    def named_options(cls, name: str, overrides: dict) -> dict:
+        """The variant ``name`` is the ``model_name`` option (unless given explicitly)."""
+        return {"model_name": name, **overrides}
+
+    def default_weights(self):
+        """The bundled weights of this variant (BSD-3, no network)."""
+        return bundled_weights(self.config.model_name)

@@ -6,6 +6,7 @@ device/dtype, backends, safe weight loading.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -179,6 +180,51 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
     def load_weights(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
         """Load a state dict with this model's key names (see :func:`load_checked`)."""
         load_checked(self, state, strict)
+
+    #: the names :meth:`from_pretrained` takes for the default weights (besides None)
+    weight_names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike | None = None,
+        *,
+        strict: bool = True,
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
+        **overrides,
+    ):
+        """Load the model with its weights.
+
+        Args:
+            source: None or one of :attr:`weight_names`: the default weights (see
+                :meth:`default_weights`: bundled, or downloaded once); otherwise a checkpoint
+                (``.pth`` read with ``weights_only=True``, or ``.safetensors``, with the
+                reference's key names), a Hub-layout folder or a Hub id.
+            strict: refuse weights with missing or unexpected keys.
+            backend: see :meth:`set_backend`.
+            precision: see :meth:`set_precision`.
+            **overrides: options (see the model's config).
+
+        Returns:
+            The model in eval mode.
+        """
+        from .weights import read_weights
+
+        if source is not None and os.fspath(source) in cls.weight_names:
+            source, overrides = None, cls.named_options(os.fspath(source), overrides)
+        model = cls(cls.config_class(**overrides))
+        state = read_weights(source, model.default_weights() if source is None else None)
+        return model.finish_loading(state, strict, backend, precision)
+
+    @classmethod
+    def named_options(cls, name: str, overrides: dict) -> dict:
+        """The options a weights name of :attr:`weight_names` implies (e.g. ALIKED's variant)."""
+        return overrides
+
+    def default_weights(self):  # pragma: no cover - models loaded by name override it
+        """The file of this model's default weights (a path or package resource)."""
+        raise NotImplementedError(f"{type(self).__name__} has no default weights")
 
     def finish_loading(self, state, strict: bool, backend: str, precision: str):
         """Load ``state``, switch to eval mode, set backend and precision; returns the model.

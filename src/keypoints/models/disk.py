@@ -14,7 +14,6 @@ arithmetic per pixel), which makes extraction about 3x faster than kornia's on C
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -23,13 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel
 from .config import Config, check_int, check_max_keypoints, check_range, config_class
 from .protocol import DetectorInfo, Preprocessing
-from .weights import read_weights
 
 __all__ = ["DISKConfig", "DISK", "INFO", "bundled_weights"]
 
@@ -337,23 +334,12 @@ class DISK(KeypointModel):
         }
 
     # weights --------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | os.PathLike | None = None,
-        *,
-        strict: bool = True,
-        backend: str = DEFAULT_BACKEND,
-        precision: str = DEFAULT_PRECISION,
-        **overrides,
-    ) -> DISK:
-        """Load DISK with its weights.
+    weight_names = ("disk",)
 
-        ``source`` None takes the bundled "depth" weights (no network); otherwise a checkpoint:
-        the release ``.pth`` (``{"extractor": ...}``, read with ``weights_only=True``), a flat
-        state dict or ``.safetensors`` with the same key names, or a folder in the Hub layout.
-        ``overrides`` are options (see :class:`DISKConfig`).
+    def default_weights(self):
+        """The bundled "depth" weights (Apache-2.0, no network).
+
+        Other sources: the release ``.pth`` (``{"extractor": ...}``), a flat state dict or
+        ``.safetensors`` with the same key names, or a folder in the Hub layout.
         """
-        model = cls(DISKConfig(**overrides))
-        state = read_weights(source, bundled_weights())
-        return model.finish_loading(state, strict, backend, precision)
+        return bundled_weights()

@@ -8,19 +8,16 @@ repository on first use and cached (``keypoints.models.weights.cache_dir``).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel
 from .config import Config, check_int, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
-from .weights import cache_dir, download_url, load_state_dict, resolve_checkpoint
+from .weights import cache_dir, download_url
 
 __all__ = ["SuperPointOpenConfig", "SuperPointOpen", "WEIGHTS_URL", "INFO"]
 
@@ -147,29 +144,12 @@ class SuperPointOpen(KeypointModel):
         desc = F.normalize(desc, p=2, dim=-1) * mask[..., None]
         return {"keypoints": keypoints, "scores": scores, "descriptors": desc, "mask": mask}
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | os.PathLike | None = None,
-        *,
-        strict: bool = True,
-        backend: str = DEFAULT_BACKEND,
-        precision: str = DEFAULT_PRECISION,
-        **overrides,
-    ) -> SuperPointOpen:
-        """Load the MIT SuperPoint, from rpautrat/SuperPoint or a local checkpoint.
+    weight_names = ("superpoint-open",)
 
-        ``source`` None downloads (once, then cached) the MIT weights from rpautrat/SuperPoint;
-        otherwise a local checkpoint in the same key layout. ``backend``: see
-        :meth:`~keypoints.models.base.KeypointModel.set_backend`.
-        """
-        model = cls(SuperPointOpenConfig(**overrides))
-        if source is None:
-            path = download_url(
-                WEIGHTS_URL,
-                WEIGHTS_FILE,
-                hint="pass a local copy of superpoint_v6_from_tf.pth with --model PATH",
-            )
-        else:
-            path = resolve_checkpoint(source, config=False).weights_file
-        return model.finish_loading(load_state_dict(path), strict, backend, precision)
+    def default_weights(self):
+        """The MIT weights of rpautrat/SuperPoint, downloaded once into keypoints' cache."""
+        return download_url(
+            WEIGHTS_URL,
+            WEIGHTS_FILE,
+            hint="pass a local copy of superpoint_v6_from_tf.pth with --model PATH",
+        )

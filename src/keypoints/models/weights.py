@@ -14,11 +14,14 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import WeightsError, WeightsNotFoundError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "CONFIG_NAME",
@@ -246,17 +249,21 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_weights(source: str | os.PathLike | None, bundled) -> dict[str, torch.Tensor]:
-    """The state dict of a model's weights: ``source``, or the bundled file when it is None.
+def read_weights(
+    source: str | os.PathLike | None, default: Traversable | None = None
+) -> dict[str, torch.Tensor]:
+    """The state dict of a model's weights: ``source``, or ``default`` when it is None.
 
     ``source`` is a checkpoint path, a Hub-layout folder or a Hub id (see
-    :func:`resolve_checkpoint`); ``bundled`` is the package's own file (a path or
-    :mod:`importlib.resources` Traversable). Both are read by :func:`load_state_dict`.
+    :func:`resolve_checkpoint`); ``default`` is the model's default file (a path, or a package
+    resource of bundled weights). Both are read by :func:`load_state_dict`.
     """
     from importlib import resources
 
     if source is None:
-        with resources.as_file(bundled) as path:
+        if default is None:
+            raise WeightsNotFoundError("no weights given and the model has no default weights")
+        with resources.as_file(default) as path:
             return load_state_dict(path)
     return load_state_dict(resolve_checkpoint(source, config=False).weights_file)
 

@@ -21,20 +21,17 @@ use). What the reference does, and this module too:
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import ConfigError
 from . import ops
 from .base import KeypointModel
 from .config import Config, check_int, check_max_keypoints, check_unit, config_class
 from .protocol import DetectorInfo, Preprocessing
-from .weights import read_weights
 
 __all__ = ["XFeatConfig", "XFeat", "INFO", "bundled_weights", "strict_maxima"]
 
@@ -308,25 +305,8 @@ class XFeat(KeypointModel):
         }
 
     # weights ----------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | os.PathLike | None = None,
-        *,
-        strict: bool = True,
-        backend: str = DEFAULT_BACKEND,
-        precision: str = DEFAULT_PRECISION,
-        **overrides,
-    ) -> XFeat:
-        """Load XFeat with its weights.
+    weight_names = ("xfeat",)
 
-        ``source`` None or ``"xfeat"`` takes the bundled weights (no network); otherwise a
-        checkpoint path: the reference's ``xfeat.pt`` (read with ``weights_only=True``) or a
-        ``.safetensors`` file with its key names. ``overrides`` are options (see
-        :class:`XFeatConfig`).
-        """
-        model = cls(XFeatConfig(**overrides))
-        if source is not None and os.fspath(source) == INFO.name:
-            source = None
-        state = read_weights(source, bundled_weights())
-        return model.finish_loading(state, strict, backend, precision)
+    def default_weights(self):
+        """The bundled weights (Apache-2.0, no network); the reference's ``xfeat.pt`` also loads."""
+        return bundled_weights()
