@@ -70,3 +70,17 @@ def random_checkpoint(tmp_path_factory) -> Path:
     random_superpoint(SuperPointForKeypointDetection).save_pretrained(directory)
     SuperPointImageProcessor().save_pretrained(directory)
     return directory
+
+
+def assert_batch_equals_singles(model, images: torch.Tensor, **options) -> None:
+    """A learned model's batched forward gives each image's keypoints and descriptors alone."""
+    with torch.inference_mode():
+        batched = model(images, **options)
+        for i in range(len(images)):
+            single = model(images[i : i + 1], **options)
+            n = int(single["mask"].sum())
+            assert int(batched["mask"][i].sum()) == n
+            torch.testing.assert_close(batched["keypoints"][i, :n], single["keypoints"][0, :n])
+            torch.testing.assert_close(
+                batched["descriptors"][i, :n], single["descriptors"][0, :n], atol=1e-5, rtol=0
+            )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATA, EXAMPLE, require
+from conftest import DATA, EXAMPLE, assert_batch_equals_singles, require
 
 import keypoints
 from keypoints.image import to_array, to_float
@@ -128,17 +128,7 @@ def test_small_images(size):
 
 def test_batch_equals_single_images(model):
     torch.manual_seed(1)
-    images = torch.rand(3, 3, 48, 80)
-    with torch.inference_mode():
-        batched = model(images, max_keypoints=40)
-        for i in range(3):
-            single = model(images[i : i + 1], max_keypoints=40)
-            n = int(single["mask"].sum())
-            assert int(batched["mask"][i].sum()) == n
-            torch.testing.assert_close(batched["keypoints"][i, :n], single["keypoints"][0, :n])
-            torch.testing.assert_close(
-                batched["descriptors"][i, :n], single["descriptors"][0, :n], atol=1e-5, rtol=0
-            )
+    assert_batch_equals_singles(model, torch.rand(3, 3, 48, 80), max_keypoints=40)
 
 
 def test_no_keypoints_in_the_padding(model):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, EXAMPLE, require
+from conftest import DATA, EXAMPLE, assert_batch_equals_singles, require
 from PIL import Image
 
 import keypoints
@@ -70,15 +70,8 @@ def test_batch_equals_single_images(model):
     images = torch.rand(3, 3, 97, 130)
     with torch.inference_mode():
         batched = model(images, max_keypoints=40)
-        assert batched["keypoints"].shape[:2] == batched["mask"].shape == (3, 40)
-        for i in range(3):
-            single = model(images[i : i + 1], max_keypoints=40)
-            n = int(single["mask"].sum())
-            assert int(batched["mask"][i].sum()) == n
-            torch.testing.assert_close(batched["keypoints"][i, :n], single["keypoints"][0, :n])
-            torch.testing.assert_close(
-                batched["descriptors"][i, :n], single["descriptors"][0, :n], atol=1e-5, rtol=0
-            )
+    assert batched["keypoints"].shape[:2] == batched["mask"].shape == (3, 40)
+    assert_batch_equals_singles(model, images, max_keypoints=40)
 
 
 def test_image_sizes_crop_each_image(model):
