@@ -146,3 +146,16 @@ def test_search_is_skipped_for_rotation_invariant_detectors():
     assert searches("auto", "aliked-n16rot")  # trained with moderate rotations only
     assert not searches("auto", "sift") and not searches("auto", "orb")
     assert not searches("none", "aliked-n16")
+
+
+def test_preset_match_images_with_rotation(tmp_path):
+    """Preset.match_images(rotation="auto") matches a turned image, in its own frame."""
+    image = to_array(str(EXAMPLE))
+    turned = np.ascontiguousarray(np.rot90(image, 2))
+    preset = keypoints.presets.custom("aliked-n16", {"max_keypoints": 512})
+    f0, f1, matches = preset.match_images(image, turned, rotation="auto", geometry="homography")
+    truth = quarter_turn_matrix(2, (image.shape[1], image.shape[0]))
+    assert f1.image_size == (image.shape[1], image.shape[0])
+    assert correct(f0, f1, matches, truth) > 0.8 * len(matches) > 100
+    _, g1, plain = preset.match_images(image, turned)
+    assert correct(f0, g1, plain, truth) < 0.2 * len(matches)

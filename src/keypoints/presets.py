@@ -117,10 +117,30 @@ class Preset:
 
         return match(features0, features1, self.matcher, **{**self.matcher_options, **kwargs})
 
-    def match_images(self, image0, image1) -> tuple[Features, Features, Matches]:
-        """Detect both images and match them: ``(features0, features1, matches)``."""
-        features0, features1 = self.detect([image0, image1])
-        return features0, features1, self.match(features0, features1)
+    def match_images(
+        self, image0, image1, rotation: str = "none", geometry: str = "fundamental"
+    ) -> tuple[Features, Features, Matches]:
+        """Detect both images and match them: ``(features0, features1, matches)``.
+
+        ``rotation="auto"`` also tries ``image1`` at 90, 180 and 270 degrees and keeps the turn
+        whose matches have the most ``geometry`` inliers (``"fundamental"`` or
+        ``"homography"``, fitted by :func:`keypoints.verify`); ``features1`` is then in
+        ``image1``'s own frame (see :mod:`keypoints.rotation`).
+        """
+        from .rotation import search_rotation, searches
+
+        if not searches(rotation, self.detector):
+            features0, features1 = self.detect([image0, image1])
+            return features0, features1, self.match(features0, features1)
+        from .image import to_array
+        from .matching import verify
+
+        features0 = self.detect(image0)[0]
+        found = search_rotation(
+            features0, to_array(image1), lambda a: self.detect(a)[0], self.match,
+            lambda a, b, m: verify(a, b, m, geometry),
+        )  # fmt: skip
+        return features0, found.features1, found.matches
 
     def as_dict(self) -> dict[str, Any]:
         """The preset as plain values, with its license and offline availability."""
