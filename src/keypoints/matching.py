@@ -271,10 +271,12 @@ def load_matcher(
     """A LightGlue (:class:`keypoints.models.lightglue.LightGlue`), loaded once per process.
 
     Args:
-        weights: a release name (``"superpoint"``, ``"aliked"``, ``"sift"``, ``"disk"``,
-            ``"doghardnet"``; downloaded once and cached), a checkpoint file (cvg's layout or
-            ours), an already loaded LightGlue, or a model holding one as ``.matcher`` (such as
-            :class:`keypoints.LightGlueForKeypointMatching`, which loads Hub ids).
+        weights: a weights name: bundled (``"aliked"``, ``"xfeat-lighterglue"``) or one of
+            cvg's releases (``"superpoint"``, ``"sift"``, ``"disk"``, ``"doghardnet"``;
+            downloaded once and cached); a checkpoint file (cvg's layout, verlab's
+            ``xfeat-lighterglue.pt``, or ours); an already loaded LightGlue; or a model holding
+            one as ``.matcher`` (such as :class:`keypoints.LightGlueForKeypointMatching`, which
+            loads Hub ids).
         device: where it runs.
         precision: ``"fp32"`` or ``"bf16"`` (see ``LightGlueMatcher.set_precision``).
         **options: ``depth_confidence``, ``width_confidence``, ``filter_threshold``.
@@ -314,7 +316,7 @@ def lightglue_weights_for(model: str | None) -> str:
 
     That is its registry entry's ``matcher_weights``; :class:`ConfigError` when there is none.
     """
-    hint = "pass matcher=<weights> (CLI: --matcher-weights), e.g. 'superpoint', 'aliked', 'sift'"
+    hint = "pass matcher=<weights> (CLI: --matcher-weights), e.g. 'aliked', 'disk', 'sift'"
     if model is None:
         raise ConfigError(f"the features do not say which model made them; {hint}")
     info = detector_info(model)
