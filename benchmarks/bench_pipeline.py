@@ -30,8 +30,11 @@ CPU model and its AMX / avx512_bf16 / VNNI flags come first: the ratios depend o
 Known difference (2026-12-01): kornia's ``ALIKED`` gives 82-86% of the keypoints of Shiaoming's
 reference code on graf img1 (top 2048; ours agrees with the reference code to 1.2e-4 px, see
 tests/test_aliked.py), so the ``default`` rows' match sets differ from kornia's by more than the
-matcher; DISK, XFeat and their LightGlues agree exactly. First run (--runs 2, graf, native, 2
-threads): default 2.24x, disk-lightglue 2.42x, xfeat-lighterglue 1.79x, sift-mnn 1.01x.
+matcher; DISK, XFeat and their LightGlues agree exactly at native size. At 1024 px each side
+resizes its own way (keypoints' resize against Pillow's bilinear), so the sets agree less (DISK
+0.87 on graf). Run of 2026-12-01 (--runs 5, AMD EPYC, 2 threads, no AMX), speed-up by medians
+at native size / 1024 px: default 2.11-2.33x / 2.26-2.62x, disk-lightglue 2.39-2.54x /
+2.53-2.57x, xfeat-lighterglue 1.73-1.87x / 1.80-1.89x, sift-mnn 0.91-1.02x / 0.75-0.90x.
 """
 
 from __future__ import annotations
@@ -120,6 +123,21 @@ def decode(path, size) -> np.ndarray:
         return np.asarray(rgb, dtype=np.float32) / 255
 
 
+def to_original(points: np.ndarray, path, size) -> np.ndarray:
+    """Keypoints ``(N, 2)`` of the image resized to ``size`` -> pixels of the file's image.
+
+    Pixel centres at integers, as keypoints reports them: ``x = (x' + 0.5) * W / W' - 0.5``.
+    """
+    if size is None or len(points) == 0:
+        return points
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+    scale = np.array([width / size[1], height / size[0]], dtype=np.float32)
+    return (points + 0.5) * scale - 0.5
+
+
 def kornia_lightglue(path, **conf):
     """kornia's copy of cvg's LightGlue holding a release file (cvg's loader renames)."""
     import re
@@ -158,7 +176,7 @@ def reference(pipeline: str, paths, size):
                 found.append((np.float32([p.pt for p in points]), descriptors))
             pairs = matcher.match(found[0][1], found[1][1])
             idx = np.array([[m.queryIdx, m.trainIdx] for m in pairs]).reshape(-1, 2)
-            k0, k1 = found[0][0], found[1][0]
+            k0, k1 = (to_original(found[i][0], paths[i], size) for i in (0, 1))
             return k0, k1, idx, fit_homography(k0[idx[:, 0]], k1[idx[:, 1]])
 
         return run_sift
@@ -214,8 +232,8 @@ def reference(pipeline: str, paths, size):
         m0 = out["matches0"][0]
         valid = torch.nonzero(m0 > -1)[:, 0]
         idx = torch.stack([valid, m0[valid]], 1).numpy()
-        k0 = data["image0"]["keypoints"][0].numpy()
-        k1 = data["image1"]["keypoints"][0].numpy()
+        k0, k1 = (to_original(data[f"image{i}"]["keypoints"][0].numpy(), paths[i], size)
+                  for i in (0, 1))  # fmt: skip
         return k0, k1, idx, fit_homography(k0[idx[:, 0]], k1[idx[:, 1]])
 
     return run
