@@ -84,3 +84,32 @@ def assert_batch_equals_singles(model, images: torch.Tensor, **options) -> None:
             torch.testing.assert_close(
                 batched["descriptors"][i, :n], single["descriptors"][0, :n], atol=1e-5, rtol=0
             )
+
+
+def cvg_reference(state: dict, half: bool = False, **conf):
+    """cvg's LightGlue (kornia's copy of cvg's code) holding a release ``state`` (cvg's layout).
+
+    As cvg's loader: the matcher half of a combined file, the old per-layer prefixes renamed,
+    the unused ``.r`` entries ignored. ``half`` rounds the weights through fp16, as the bundled
+    copy stores them.
+    """
+    import re
+
+    from keypoints.models.lightglue import matcher_part
+
+    lightglue = pytest.importorskip("kornia.feature.lightglue")
+    state = {
+        re.sub(r"^(self_attn|cross_attn)\.(\d+)\.", r"transformers.\2.\1.", k): v
+        for k, v in matcher_part(state).items()
+        if not k.endswith(".r")
+    }
+    conf.setdefault("input_dim", state["input_proj.weight"].shape[1])
+    model = lightglue.LightGlue(features=None, flash=False, **conf)
+    incompatible = model.load_state_dict(state, strict=False)
+    assert not incompatible.unexpected_keys
+    assert set(incompatible.missing_keys) <= {"confidence_thresholds"}
+    if half:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(parameter.half().float())
+    return model.eval()

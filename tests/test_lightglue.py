@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, EXAMPLE, random_superpoint, require
+from conftest import DATA, EXAMPLE, cvg_reference, random_superpoint, require
 
 import keypoints
 from keypoints.models.lightglue import LightGlueMatcher, LightGlueMatcherConfig, release_file
@@ -350,21 +350,9 @@ REAL_WEIGHTS = DATA / "weights" / "lightglue"
 
 
 def cvg_release(name, half=False, **conf):
-    """cvg's own implementation (kornia's copy) with the real release file ``name``; ``half``
-    rounds the weights through fp16, as the bundled copy stores them."""
-    lightglue = pytest.importorskip("kornia.feature.lightglue")
+    """cvg's own implementation (kornia's copy) with the real release file ``name``."""
     state = torch.load(require(REAL_WEIGHTS / f"{name}_lightglue.pth"), weights_only=True)
-    state = {k: v for k, v in state.items() if not k.endswith(".r")}  # cvg ignores these
-    model = lightglue.LightGlue(features=None, input_dim=state["input_proj.weight"].shape[1],
-                                flash=False, **conf)  # fmt: skip
-    incompatible = model.load_state_dict(state, strict=False)
-    assert not incompatible.unexpected_keys
-    assert set(incompatible.missing_keys) <= {"confidence_thresholds"}
-    if half:
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.copy_(parameter.half().float())
-    return model.eval()
+    return cvg_reference(state, half, **conf)
 
 
 @pytest.fixture()

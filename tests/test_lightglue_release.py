@@ -5,13 +5,12 @@ same files; the bundled copies, offline; the known-unused keys of DISK's release
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import DATA, EXAMPLE, ROOT, require
+from conftest import DATA, EXAMPLE, ROOT, cvg_reference, require
 
 import keypoints
 from keypoints.models.lightglue import BUNDLED, LightGlue, bundled_matcher, matcher_part
@@ -24,22 +23,6 @@ PAIRS = [(GRAF / "img1.ppm", GRAF / "img2.ppm"), (BOAT / "img1.pgm", BOAT / "img
 #: verlab's LighterGlue configuration (kornia's LightGlue.features["xfeat"])
 LIGHTERGLUE = dict(input_dim=64, descriptor_dim=96, n_layers=6, num_heads=1,
                    depth_confidence=-1, width_confidence=0.95)  # fmt: skip
-
-
-def reference(state: dict[str, torch.Tensor], **conf):
-    """cvg's LightGlue (kornia's copy) holding ``state`` (cvg's key layout)."""
-    lightglue = pytest.importorskip("kornia.feature.lightglue")
-    state = {  # cvg's loader renames the old per-layer prefixes and ignores the ".r" entries
-        re.sub(r"^(self_attn|cross_attn)\.(\d+)\.", r"transformers.\2.\1.", k): v
-        for k, v in matcher_part(state).items()
-        if not k.endswith(".r")
-    }
-    conf.setdefault("input_dim", state["input_proj.weight"].shape[1])
-    model = lightglue.LightGlue(features=None, flash=False, **conf)
-    incompatible = model.load_state_dict(state, strict=False)
-    assert not incompatible.unexpected_keys
-    assert set(incompatible.missing_keys) <= {"confidence_thresholds"}
-    return model.eval()
 
 
 def run_reference(model, f0, f1):
@@ -77,7 +60,7 @@ def test_aliked_release_equals_cvg(pair):
     f0, f1 = features("aliked-n16", pair, max_keypoints=1024, threshold=0.0)
     ours = keypoints.match(f0, f1, "lightglue", matcher=str(path))
     assert ours.method == "lightglue"
-    expected = run_reference(reference(torch.load(path, weights_only=True)), f0, f1)
+    expected = run_reference(cvg_reference(torch.load(path, weights_only=True)), f0, f1)
     assert_same_matches(ours, expected, 100)
 
 
@@ -88,7 +71,7 @@ def test_disk_release_equals_cvg(pair):
     path = require(WEIGHTS / "lightglue" / "disk_lightglue.pth")
     f0, f1 = features("disk", pair, max_keypoints=1024)
     ours = keypoints.match(f0, f1, "lightglue", matcher=str(path))
-    expected = run_reference(reference(torch.load(path, weights_only=True)), f0, f1)
+    expected = run_reference(cvg_reference(torch.load(path, weights_only=True)), f0, f1)
     assert_same_matches(ours, expected, 100)
 
 
@@ -101,7 +84,9 @@ def test_lighterglue_equals_reference(pair):
     ours = keypoints.match(f0, f1)  # auto: XFeat's bundled LighterGlue
     assert ours.method == "lightglue"
     by_path = keypoints.match(f0, f1, "lightglue", matcher=str(path))
-    expected = run_reference(reference(torch.load(path, weights_only=True), **LIGHTERGLUE), f0, f1)
+    expected = run_reference(
+        cvg_reference(torch.load(path, weights_only=True), **LIGHTERGLUE), f0, f1
+    )
     assert_same_matches(ours, expected, 50)
     assert_same_matches(by_path, expected, 50)
 

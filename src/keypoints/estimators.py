@@ -26,7 +26,7 @@ import numpy as np
 from .defaults import ESTIMATORS, GEOMETRIC_MODELS
 from .errors import ConfigError, closest
 
-__all__ = ["ESTIMATORS", "fit"]
+__all__ = ["ESTIMATORS", "fit", "check_options"]
 
 
 def fit(
@@ -67,7 +67,7 @@ def fit(
         ValueError: points that are not two ``(K, 2)`` arrays of the same length of finite
             numbers.
     """
-    _check(model, estimator, threshold, confidence, max_iters)
+    check_options(model, estimator, threshold, confidence, max_iters)
     p0 = np.ascontiguousarray(points0, dtype=np.float64)
     p1 = np.ascontiguousarray(points1, dtype=np.float64)
     if p0.ndim != 2 or p0.shape[1:] != (2,) or p0.shape != p1.shape:
@@ -92,7 +92,9 @@ def fit(
     return matrix, inliers
 
 
-def _check(model: str, estimator: str, threshold: float, confidence: float, max_iters: int):
+def check_options(
+    model: str, estimator: str, threshold: float, confidence: float = 0.9999, max_iters: int = 1
+) -> None:
     """Raise :class:`ConfigError` for an unknown model or estimator or an option out of range."""
     if estimator not in ESTIMATORS:
         raise ConfigError(

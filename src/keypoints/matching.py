@@ -44,6 +44,7 @@ __all__ = [
     "NearestNeighbourConfig",
     "METHODS",
     "resolve_method",
+    "offline_weights",
 ]
 
 METHODS = MATCHERS
@@ -127,8 +128,8 @@ def match(
         features0: :class:`Features` of image 0, ``descriptors (N0, D)``.
         features1: :class:`Features` of image 1, ``descriptors (N1, D)`` of the same kind.
         method: ``"auto"`` (default): ``"lightglue"`` when weights trained on the features'
-            detector are available offline (bundled with the package: ALIKED-n16's and XFeat's;
-            or in the cache) or ``matcher`` is given, else ``"mnn"`` (see
+            detector are available offline (bundled with the package: ALIKED-n16/n16rot's and
+            XFeat's; or in the cache) or ``matcher`` is given, else ``"mnn"`` (see
             :func:`resolve_method`). ``"mnn"``, mutual nearest neighbour: i and j match when
             each is the other's nearest neighbour. ``"lightglue"``: see :func:`match_batch`.
         matcher: LightGlue only: its weights (see :func:`load_matcher`; default: the weights
@@ -169,9 +170,17 @@ def resolve_method(method: str, pairs=(), matcher=None) -> str:
     if matcher is not None:
         return "lightglue"
     models = {f.model for pair in pairs for f in pair}
-    info = detector_info(models.pop()) if len(models) == 1 else None
+    return "lightglue" if len(models) == 1 and offline_weights(models.pop()) else "mnn"
+
+
+def offline_weights(model: str | None) -> str | None:
+    """The LightGlue weights ``method="auto"`` uses for detector ``model``'s features, or None.
+
+    Those of its registry entry, when they are available offline (bundled or cached).
+    """
+    info = detector_info(model)
     weights = info.matcher_weights if info is not None else None
-    return "lightglue" if weights is not None and release_cached(weights) else "mnn"
+    return weights if weights is not None and release_cached(weights) else None
 
 
 def _nearest_neighbour_config(matcher, device, precision: str, options: dict, strict=True):

@@ -69,11 +69,12 @@ class Preset:
         None for nearest neighbour (chosen, or what ``"auto"`` falls back to when the weights are
         not available offline), or when the features' detector decides.
         """
+        from .matching import offline_weights
+
+        if self.matcher == "auto":
+            return offline_weights(self.detector)
         info = self.info
-        weights = info.matcher_weights if info and self.matcher != "mnn" else None
-        if self.matcher == "auto" and weights is not None and not release_cached(weights):
-            return None
-        return weights
+        return info.matcher_weights if info and self.matcher == "lightglue" else None
 
     @property
     def license(self) -> str:

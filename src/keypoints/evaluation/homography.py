@@ -21,7 +21,7 @@ from ..defaults import (
     EVAL_MODELS,
 )
 from ..detection import detect
-from ..estimators import fit
+from ..estimators import check_options
 from ..image import to_array
 from ..io import atomic_write
 from ..matching import check_method, lightglue_weights_for, load_matcher, match, verify
@@ -147,8 +147,7 @@ def evaluate_homography(
         (p, p.load_detector(precision=precision), _load_matcher(p, matcher_weights, precision))
         for p in chosen
     ]
-    empty = np.zeros((0, 2))
-    fit(empty, empty, "homography", estimator, ransac_threshold)  # checks name and threshold
+    check_options("homography", estimator, ransac_threshold)
     settings = {
         "dataset": str(dataset),
         "estimator": estimator,
