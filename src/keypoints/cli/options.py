@@ -156,7 +156,8 @@ rotation_option = click.option(
     default=DEFAULT_ROTATION,
     show_default=True,
     help="auto: also try the second image at 90, 180 and 270 degrees and keep the turn with the "
-    "most inliers (for upright learned detectors; about 4x the time).",
+    "most inliers (upright learned detectors only; stops at a clearly right turn, so an upright "
+    "pair costs nothing more and a turned one up to 4x).",
 )
 
 verify_option = click.option(
