@@ -148,18 +148,28 @@ class Attention(nn.Module):
         self.q_proj, self.k_proj = nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.v_proj, self.o_proj = nn.Linear(dim, dim), nn.Linear(dim, dim)
 
-    def forward(self, x, source, mask, rotary=None):
+    def shares_qk(self) -> bool:
+        """True when queries and keys use one projection (cvg's cross attention: ``to_qk``)."""
+        q, k = self.q_proj, self.k_proj
+        return torch.equal(q.weight, k.weight) and torch.equal(q.bias, k.bias)
+
+    def forward(self, x, source, mask, rotary=None, partner=False):
         """``x (B, N, D)`` attends to ``source (B, S, D)``.
 
         ``mask (B, S)`` marks the valid keys; ``rotary`` is ``(cos, sin)`` of
-        ``(B, N, D/heads)`` for self-attention.
+        ``(B, N, D/heads)`` for self-attention. ``partner``: ``source`` is ``x`` with the rows
+        of each pair swapped (cross attention); with a shared query/key projection the keys
+        are then the partner's queries, computed once (the same numbers, a quarter fewer
+        projections).
         """
         batch, n, dim = x.shape
 
         def split(t):
             return t.view(batch, t.shape[1], self.heads, dim // self.heads).transpose(1, 2)
 
-        q, k, v = split(self.q_proj(x)), split(self.k_proj(source)), split(self.v_proj(source))
+        q = split(self.q_proj(x))
+        k = swap_pairs(q) if partner and self.shares_qk() else split(self.k_proj(source))
+        v = split(self.v_proj(source))
         if rotary is not None:
             cos, sin = (r.unsqueeze(1) for r in rotary)
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
@@ -192,10 +202,13 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x, rotary, mask):
         x = x + self.self_mlp(torch.cat([x, self.self_attention(x, x, mask, rotary)], -1))
-        batch, n, dim = x.shape
-        other = x.reshape(-1, 2, n, dim).flip(1).reshape(batch, n, dim)
-        other_mask = mask.reshape(-1, 2, n).flip(1).reshape(batch, n)
-        return x + self.cross_mlp(torch.cat([x, self.cross_attention(x, other, other_mask)], -1))
+        message = self.cross_attention(x, swap_pairs(x), swap_pairs(mask), partner=True)
+        return x + self.cross_mlp(torch.cat([x, message], -1))
+
+
+def swap_pairs(t: torch.Tensor) -> torch.Tensor:
+    """Rows 2i and 2i+1 (the two images of pair i) swapped: ``(2B, ...)`` -> ``(2B, ...)``."""
+    return t.reshape(-1, 2, *t.shape[1:]).flip(1).reshape(t.shape)
 
 
 class MatchAssignment(nn.Module):
