@@ -22,8 +22,10 @@ DEFAULT_BATCH_SIZE = 8
 #: Where a detector's dense network runs.
 BACKENDS = ("auto", "torch", "onnxruntime")
 DEFAULT_BACKEND = "auto"
-#: Arithmetic of the dense networks and of LightGlue's layers.
-PRECISIONS = ("fp32", "bf16")
+#: Arithmetic of the dense networks and of LightGlue's layers: fp32 (parity), bf16 (torch
+#: autocast), int8 (onnxruntime, static quantization; SuperPoint's dense network), or "fast":
+#: per model the fastest measured (int8 for SuperPoint, bf16 for the others and LightGlue).
+PRECISIONS = ("fp32", "bf16", "int8", "fast")
 DEFAULT_PRECISION = "fp32"
 
 #: Matching methods: "auto" (LightGlue when weights for the features' detector are available

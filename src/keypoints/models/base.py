@@ -84,16 +84,23 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         self._onnx = None
         return self
 
+    #: what ``precision="fast"`` runs for this model: its fastest measured precision
+    fast_precision = "bf16"
+
     def set_precision(self, precision: str = DEFAULT_PRECISION):
         """Choose the precision of the dense network; returns the model.
 
-        ``"fp32"`` (default) or ``"bf16"``: the dense network under bfloat16 autocast,
-        channels-last, in torch (faster where the CPU has avx512_bf16 or AMX; elsewhere it warns and
-        stays fp32). Keypoint selection and sampling stay fp32.
+        ``"fp32"`` (default, parity); ``"bf16"``: the dense network under bfloat16 autocast,
+        channels-last, in torch (faster where the CPU has avx512_bf16 or AMX; elsewhere it warns
+        and stays fp32); ``"int8"``: models with an ONNX graph (SuperPoint) run its statically
+        quantized version in onnxruntime (elsewhere it warns and runs ``fast_precision``);
+        ``"fast"``: :attr:`fast_precision`. Keypoint selection and sampling stay fp32.
         """
         from .backends import resolve_precision
 
-        self.precision = resolve_precision(precision)
+        self.precision = resolve_precision(
+            precision, self.fast_precision, int8=bool(self.dense_output_names)
+        )
         if self.precision == "bf16":
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return self
@@ -105,12 +112,18 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
             with torch.autocast(image.device.type, dtype=torch.bfloat16):
                 outputs = self.dense_torch(image)
             return tuple(o.float() for o in outputs)
-        if self.backend == "onnxruntime" and image.device.type == "cpu":
-            if self._onnx is None or self._onnx.digest != state_digest(self):
+        int8 = self.precision == "int8"
+        if int8 or self.backend == "onnxruntime" and image.device.type == "cpu":
+            onnx = self._onnx
+            if (
+                onnx is None
+                or onnx.digest != state_digest(self)
+                or onnx.precision != self.precision
+            ):
                 from .backends import OnnxDense  # (re)built when the weights changed
 
-                self._onnx = OnnxDense(self)
-            return self._onnx(image)
+                onnx = self._onnx = OnnxDense(self, self.precision)
+            return onnx(image)
         return self.dense_torch(image)
 
     def nms(self, scores: torch.Tensor, radius: int) -> torch.Tensor:

@@ -283,15 +283,17 @@ class LightGlueMatcher(nn.Module):
     precision = "fp32"
 
     def set_precision(self, precision: str = DEFAULT_PRECISION):
-        """Set the precision, ``"fp32"`` (default) or ``"bf16"``; returns the model.
+        """Set the precision, ``"fp32"`` (default), ``"bf16"``, ``"int8"`` or ``"fast"``.
 
         bf16 runs the transformer layers under bfloat16 autocast (faster where the CPU has
         avx512_bf16 or AMX; elsewhere it warns and stays fp32); the positions, token
-        confidence, pruning and match assignment stay fp32.
+        confidence, pruning and match assignment stay fp32. ``"int8"`` and ``"fast"`` run bf16
+        where it pays, else fp32: LightGlue has no int8 mode (a pipeline's int8 is its
+        detector's). Returns the model.
         """
         from .backends import resolve_precision
 
-        self.precision = resolve_precision(precision)
+        self.precision = resolve_precision("fast" if precision == "int8" else precision, "bf16")
         return self
 
     def forward(self, keypoints, descriptors, image_sizes, mask, scales_oris=None):

@@ -214,6 +214,8 @@ class SuperPoint(KeypointModel):
         return F.normalize(self.convDb(F.relu(self.convDa(features))), p=2, dim=1)
 
     dense_output_names = ("heatmap", "descriptors")
+    #: ``precision="fast"``: the int8 graph (onnxruntime, VNNI); see the README's Speed section
+    fast_precision = "int8"
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 1, H, W)`` -> heatmap ``(B, H, W)`` and dense descriptors ``(B, D, H/8, W/8)``."""

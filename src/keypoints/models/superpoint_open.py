@@ -112,6 +112,8 @@ class SuperPointOpen(KeypointModel):
         )
 
     dense_output_names = ("heatmap", "descriptors")
+    #: ``precision="fast"``: the int8 graph (onnxruntime, VNNI); see the README's Speed section
+    fast_precision = "int8"
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmap and L2-normalised dense descriptors of ``(B, 1, H, W)`` images.
