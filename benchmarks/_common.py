@@ -228,5 +228,13 @@ def cpu_info() -> str:
     flags = set(fields.get("flags", "").split())
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     present = [f for f in SIMD_FLAGS if f in flags] or ["n/a"]
+
+    def has(*names: str) -> str:
+        return "yes" if any(n in flags for n in names) else "no"
+
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    hidden = f" (hidden from torch: ONEDNN_MAX_CPU_ISA={isa})" if isa else ""
     return (f"CPU: {model}; {usable} usable of {os.cpu_count()} logical CPUs\n"
+            f"AMX: {has('amx_bf16', 'amx_int8', 'amx_tile')}{hidden}; "
+            f"avx512_bf16: {has('avx512_bf16')}; VNNI: {has('avx512_vnni', 'avx_vnni')}\n"
             f"CPU flags (SIMD): {' '.join(present)}")  # fmt: skip
