@@ -166,8 +166,9 @@ def report(rows: dict[tuple[str, str], dict], meta: dict, title: str, as_json: b
     descriptions of the configurations that ran."""
     if as_json:
         results = [{"workload": w, "configuration": n, **r} for (w, n), r in rows.items()]
-        print(json.dumps({"meta": meta, "results": results}, indent=2))
+        print(json.dumps({"meta": {**meta, "cpu": cpu_info()}, "results": results}, indent=2))
         return
+    print(cpu_info() + "\n")
     print(title + "\n")
     print_results_table(rows, with_diff)
     print("\nMedian ms per image in each stage:\n")

@@ -44,8 +44,11 @@ CONFIGS = {
     "(parity mode: the default when onnxruntime is installed)",
     "keypoints-hf bf16": "the facade in the fast mode: precision='bf16' (dense network under "
     "bfloat16 autocast, channels-last; NMS in onnxruntime)",
+    "keypoints-hf int8": "the facade with precision='int8' (the fast mode's choice for "
+    "SuperPoint: the dense network statically quantized, in onnxruntime)",
     "keypoints-detect onnxruntime": "keypoints.detect (native API, resize=None), parity mode",
-    "keypoints-detect bf16": "keypoints.detect in the fast mode",
+    "keypoints-detect bf16": "keypoints.detect with precision='bf16'",
+    "keypoints-detect int8": "keypoints.detect with precision='int8' (= 'fast' for SuperPoint)",
 }
 
 
@@ -93,7 +96,7 @@ def run_config(name: str, checkpoint: str, workload: str, runs: int, warmup: int
     images = load_images((height, width), batch)
     sizes = [(height, width)] * batch
     backend = "torch" if name.endswith("torch") else "auto"
-    precision = "bf16" if name.endswith("bf16") else "fp32"
+    precision = name.rsplit(" ", 1)[-1] if name.endswith(("bf16", "int8")) else "fp32"
     timer = StageTimer()
     if name.startswith("keypoints-detect"):
         import keypoints
