@@ -55,6 +55,9 @@ PAIRS = {
     "wall": (OXFORD / "wall" / "img1.ppm", OXFORD / "wall" / "img2.ppm"),
 }
 SIZES = {"native": None, "1024 px": 1024}
+#: the reference, keypoints in parity mode (fp32), keypoints in the fast mode (precision="fast":
+#: bf16 for ALIKED, DISK, XFeat and LightGlue on a CPU with native bf16)
+IMPLEMENTATIONS = ("reference", "keypoints", "keypoints fast")
 #: name -> (our detector, its options, our matcher weights file or None)
 PIPELINES = {
     "default": ("aliked-n16rot", {"max_keypoints": 2048, "threshold": 0.0},
@@ -90,19 +93,20 @@ def fit_homography(points0: np.ndarray, points1: np.ndarray) -> int:
 
 
 # ours ------------------------------------------------------------------------------------------
-def ours(pipeline: str, paths, size):
+def ours(pipeline: str, paths, size, precision: str = "fp32"):
     """A callable running our pipeline on the pair: ``-> (k0, k1, indices, inliers)``."""
     import keypoints
     from keypoints.matching import load_matcher
 
     model, options, weights = PIPELINES[pipeline]
-    net = keypoints.load_model(model, **options)
-    matcher = load_matcher(str(weights)) if weights is not None else None
+    net = keypoints.load_model(model, precision=precision, **options)
+    matcher = load_matcher(str(weights), precision=precision) if weights is not None else None
     method = "mnn" if matcher is None else "lightglue"
+    extra = {"matcher": matcher, "precision": precision} if matcher else {}
 
     def run():
         f0, f1 = keypoints.detect([str(p) for p in paths], net, resize=size)
-        matches = keypoints.match(f0, f1, method, **({"matcher": matcher} if matcher else {}))
+        matches = keypoints.match(f0, f1, method, **extra)
         idx = matches.indices.numpy()
         k0, k1 = f0.keypoints.numpy(), f1.keypoints.numpy()
         inliers = fit_homography(k0[idx[:, 0]], k1[idx[:, 1]])
@@ -247,8 +251,11 @@ def child(args) -> None:
     torch.set_num_threads(args.threads)
     paths = PAIRS[args.pair]
     size = exact_size(paths[0], SIZES[args.size])
-    build = ours if args.impl == "keypoints" else reference
-    timed = time_calls(build(args.pipeline, paths, size), args.runs, args.warmup)
+    if args.impl == "reference":
+        call = reference(args.pipeline, paths, size)
+    else:  # "keypoints" (parity mode, fp32) or "keypoints fast"
+        call = ours(args.pipeline, paths, size, "fast" if args.impl.endswith("fast") else "fp32")
+    timed = time_calls(call, args.runs, args.warmup)
     k0, k1, idx, inliers = timed.pop("result")
     matches = [[k0[i].tolist(), k1[j].tolist()] for i, j in idx]
     print(json.dumps({**timed, "matches": len(idx), "inliers": inliers, "pairs": matches}))
@@ -283,32 +290,33 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    rows, results = [], []
+    rows, results, summary = [], [], {}
     common = ["--runs", str(args.runs), "--warmup", str(args.warmup),
               "--threads", str(args.threads)]  # fmt: skip
     for size in args.sizes.split(","):
         for pair in args.pairs.split(","):
             for pipeline in args.pipelines.split(","):
                 measured = {}
-                for impl in ("reference", "keypoints"):
+                for impl in IMPLEMENTATIONS:
                     measured[impl] = run_child(
                         __file__, ["--child", "--pair", pair, "--size", size,
                                    "--pipeline", pipeline, "--impl", impl, *common],
                     )  # fmt: skip
-                ref, own = measured["reference"], measured["keypoints"]
-                same = agreement(own.pop("pairs"), ref.pop("pairs"))
+                ref = measured["reference"]
+                for impl, own in measured.items():
+                    same = agreement(own["pairs"], ref["pairs"])
+                    speed = ref["median_ms"] / own["median_ms"]
+                    summary.setdefault((pipeline, size, impl), []).append(speed)
+                    rows.append([
+                        size, pair, pipeline, impl,
+                        f"{own['median_ms']:.0f}", f"{own['min_ms']:.0f}",
+                        f"{speed:.2f}x", f"{ref['min_ms'] / own['min_ms']:.2f}x",
+                        str(own["matches"]), str(own["inliers"]), f"{same:.3f}",
+                        f"{own['peak_rss_mib']:.0f}",
+                    ])  # fmt: skip
                 results.append({"size": size, "pair": pair, "pipeline": pipeline,
-                                "reference": ref, "keypoints": own, "agreement": same})  # fmt: skip
-                rows.append([
-                    size, pair, pipeline,
-                    f"{ref['median_ms']:.0f}", f"{own['median_ms']:.0f}",
-                    f"{ref['median_ms'] / own['median_ms']:.2f}x",
-                    f"{ref['min_ms'] / own['min_ms']:.2f}x",
-                    f"{ref['matches']} / {own['matches']}",
-                    f"{ref['inliers']} / {own['inliers']}",
-                    f"{same:.3f}",
-                    f"{ref['peak_rss_mib']:.0f} / {own['peak_rss_mib']:.0f}",
-                ])  # fmt: skip
+                                **{k: {f: v for f, v in m.items() if f != "pairs"}
+                                   for k, m in measured.items()}})  # fmt: skip
                 print(f"done: {size} {pair} {pipeline}", file=sys.stderr)
     if args.json:
         print(json.dumps({"cpu": cpu_info(), "results": results}, indent=2))
@@ -316,10 +324,21 @@ def main() -> None:
     print(cpu_info())
     print(f"{args.runs} timed runs after {args.warmup} warm-up, {args.threads} torch threads; "
           "ms per pair end to end (decode, detect both, match, fit H)\n")  # fmt: skip
-    header = ["size", "pair", "pipeline", "reference ms", "keypoints ms", "speed-up (median)",
-              "speed-up (min)", "matches (ref / ours)", "inliers (ref / ours)",
-              "same matches", "peak RSS MiB (ref / ours)"]  # fmt: skip
+    header = ["size", "pair", "pipeline", "implementation", "median ms", "min ms",
+              "speed-up (median)", "speed-up (min)", "matches", "inliers",
+              "same matches as reference", "peak RSS MiB"]  # fmt: skip
     print_table(header, rows)
+    print("\nSpeed-up over the reference by medians, lowest-highest over the pairs:\n")
+    sizes = args.sizes.split(",")
+    table = []
+    for pipeline in args.pipelines.split(","):
+        for impl in IMPLEMENTATIONS[1:]:
+            cells = []
+            for size in sizes:
+                values = summary.get((pipeline, size, impl), [])
+                cells.append(f"{min(values):.2f}-{max(values):.2f}x" if values else "")
+            table.append([pipeline, impl, *cells])
+    print_table(["pipeline", "implementation", *sizes], table)
 
 
 if __name__ == "__main__":

@@ -162,3 +162,60 @@ def test_bundled_lightglue_offline_with_an_empty_cache(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "(LightGlue)" in run.stdout
     assert not list((tmp_path / "cache").rglob("*lightglue*"))  # nothing downloaded
+
+
+def matched_points(k0, k1, m0) -> set[tuple[float, ...]]:
+    """A match set as keypoint coordinates rounded to 0.01 px (independent of keypoint order)."""
+    valid = torch.nonzero(m0 > -1)[:, 0]
+    pairs = torch.cat([k0[valid], k1[m0[valid]]], 1)
+    return {tuple(round(float(v), 2) for v in row) for row in pairs}
+
+
+@pytest.mark.slow
+def test_default_pipeline_fp32_matches_equal_the_reference_on_graf():
+    """The default pipeline end to end in parity mode (what bench_pipeline.py times):
+    ALIKED-n16rot, 2048 keypoints, native size, then LightGlue from cvg's fp32 release file,
+    gives exactly cvg's matches on the same features (the detector equals Shiaoming's reference
+    code to 1.2e-4 px: tests/test_aliked.py; kornia's ALIKED is not the reference, it keeps
+    different maxima)."""
+    path = require(WEIGHTS / "lightglue" / "aliked_lightglue.pth")
+    name = keypoints.defaults.DEFAULT_MODEL
+    f0, f1 = features(name, PAIRS[0], max_keypoints=2048, threshold=0.0)
+    assert len(f0) == len(f1) == 2048
+    ours = keypoints.match(f0, f1, "lightglue", matcher=str(path))
+    expected = run_reference(cvg_reference(torch.load(path, weights_only=True)), f0, f1)
+    assert_same_matches(ours, expected, 500)
+
+
+@pytest.mark.slow
+def test_disk_pipeline_fp32_equals_kornia_end_to_end_on_graf():
+    """DISK + LightGlue end to end against the reference implementation run from the pixels
+    (kornia's DISK, then cvg's LightGlue code, same released weights): the same match set."""
+    kornia = pytest.importorskip("kornia")
+    from keypoints.image import to_array, to_float
+
+    release = require(WEIGHTS / "disk" / "disk-depth-save.pth")
+    path = require(WEIGHTS / "lightglue" / "disk_lightglue.pth")
+    disk = kornia.feature.DISK()
+    disk.load_state_dict(torch.load(release, map_location="cpu", weights_only=True)["extractor"])
+    data = {}
+    for side, image in enumerate(PAIRS[0]):
+        pixels = torch.from_numpy(to_float(to_array(str(image)))).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            found = disk.eval()(pixels, n=2048, pad_if_not_divisible=True)[0]
+        data[f"image{side}"] = {
+            "keypoints": found.keypoints[None].float(),
+            "descriptors": found.descriptors[None],
+            "image_size": torch.tensor([pixels.shape[:1:-1]], dtype=torch.float32),
+        }
+    with torch.inference_mode():
+        out = cvg_reference(torch.load(path, weights_only=True))(data)
+    k0, k1 = data["image0"]["keypoints"][0], data["image1"]["keypoints"][0]
+    expected = matched_points(k0, k1, out["matches0"][0])
+
+    f0, f1 = features("disk", PAIRS[0], max_keypoints=2048)
+    ours = keypoints.match(f0, f1, "lightglue", matcher=str(path))
+    m0 = torch.full((len(f0),), -1, dtype=torch.long)
+    m0[ours.indices[:, 0]] = ours.indices[:, 1]
+    assert len(expected) > 500
+    assert matched_points(f0.keypoints, f1.keypoints, m0) == expected
