@@ -19,7 +19,7 @@ import resource
 import tempfile
 from pathlib import Path
 
-from _common import DATA, ROOT, print_table, run_child
+from _common import DATA, ROOT, cpu_info, print_table, run_child
 
 CONFIGS = {
     "local, 0 workers": {"engine": "local", "workers": 0},
@@ -103,6 +103,7 @@ def main() -> None:
         f"keypoints extract: {args.images} JPEG images 640x480, {args.model}, "
         f"max_keypoints={args.max_keypoints}, 2 CPU cores\n"
     )
+    print(cpu_info() + "\n")
     print_table(
         ("configuration", "images/s", "seconds", "peak RSS MiB", "file MiB"),
         [

@@ -49,7 +49,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from _common import DATA, print_table, run_child, time_calls
+from _common import DATA, cpu_info, print_table, run_child, time_calls
 
 GRAF = DATA / "homography" / "oxford_affine" / "graf"
 PARTIAL = DATA / "weights/superpoint_partial/superpoint_v1_encoder_descriptor.safetensors"
@@ -329,6 +329,7 @@ def main() -> None:
             f"{row['same_matches']:.4f}" if ours else "reference",
             f"{row['max_score_diff']:.1e}" if ours else "-", f"{row['peak_rss_mib']:.0f}",
         ])  # fmt: skip
+    print(cpu_info() + "\n")
     print_table(header, table)
     noisy = sum(r["median_ms"] > 1.5 * r["min_ms"] for r in rows)
     if noisy or load_before >= 1:

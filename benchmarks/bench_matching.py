@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from _common import print_table, run_child, time_calls
+from _common import cpu_info, print_table, run_child, time_calls
 
 
 def child(n: int, dim: int, mode: str) -> dict:
@@ -57,6 +57,7 @@ def main() -> None:
             rows.append((f"{n} x {n}", label, f"{r['median_ms']:.0f}", f"{r['peak_rss_mib']:.0f}"))
             print(f"measured {n} {mode}", file=sys.stderr)
     print(f"descriptor dim {args.dim} (binary: 256 bits), median of 3 runs after 1 warm-up\n")
+    print(cpu_info() + "\n")
     print_table(("keypoints", "method", "ms", "peak RSS MiB"), rows)
 
 

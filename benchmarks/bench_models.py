@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from _common import print_table, run_child, time_calls
+from _common import cpu_info, print_table, run_child, time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -117,6 +117,7 @@ def main() -> None:
         )
         for name, r in results.items()
     ]
+    print(cpu_info() + "\n")
     print_table(header, rows)
 
 
