@@ -83,6 +83,7 @@ def instrument_keypoints(model, timer: StageTimer) -> None:
     from keypoints import detection
     from keypoints.models import base, opencv, ops
 
+    model = getattr(model, "core", model)  # the transformers facade runs its core's stages
     timer.wrap(model, "dense", "network")
     timer.wrap(model, "nms", "nms/keypoints")
     for name in ("select_keypoints", "soft_argmax_refine", "sample_map"):
