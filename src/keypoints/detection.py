@@ -57,8 +57,10 @@ def detect(
         backend: for a model given by name or path, run its dense network with ``"torch"``,
             ``"onnxruntime"`` or ``"auto"`` (onnxruntime when installed, same numbers to about
             1e-6).
-        precision: ``"fp32"`` or ``"bf16"`` (fast mode; see the README for its measured
-            accuracy cost), for a model given by name or path.
+        precision: ``"fp32"`` (parity), ``"bf16"``, ``"int8"`` (models with an onnxruntime
+            graph: SuperPoint) or ``"fast"`` (each model's fastest measured precision); see
+            the README's Speed section for the measured accuracy cost. For a model given by
+            name or path.
         batch_size: images decoded at a time (bounds memory); those of equal processed size
             share a forward pass. Images are never padded to another's size, so each gets the
             same keypoints as when run alone.

@@ -135,7 +135,8 @@ def match(
         matcher: LightGlue only: its weights (see :func:`load_matcher`; default: the weights
             trained on the features' detector, from its registry entry).
         device: LightGlue only: where it runs (ignored when ``"auto"`` chooses ``"mnn"``).
-        precision: LightGlue only: ``"fp32"`` or ``"bf16"`` (likewise).
+        precision: LightGlue only: ``"fp32"``, ``"bf16"``, or ``"fast"``/``"int8"`` (bf16
+            where the CPU has it; likewise).
         **options: the method's options. ``"mnn"``: ``ratio``, ``max_distance``, ``metric``,
             ``block_elements`` (see :class:`NearestNeighbourConfig`). ``"lightglue"``:
             ``depth_confidence``, ``width_confidence``, ``filter_threshold``.
@@ -287,7 +288,8 @@ def load_matcher(
             one as ``.matcher`` (such as :class:`keypoints.LightGlueForKeypointMatching`, which
             loads Hub ids).
         device: where it runs.
-        precision: ``"fp32"`` or ``"bf16"`` (see ``LightGlueMatcher.set_precision``).
+        precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"fast"`` (see
+            ``LightGlueMatcher.set_precision``).
         **options: ``depth_confidence``, ``width_confidence``, ``filter_threshold``.
 
     Returns:
@@ -418,8 +420,10 @@ def match_batch(
         matcher: LightGlue's weights, anything :func:`load_matcher` takes (default: the
             release trained on the features' detector, from its registry entry).
         device: where LightGlue runs.
-        precision: ``"bf16"`` runs LightGlue's transformer layers in bfloat16 (about 2x faster
-            on CPUs with AMX; matches agree with fp32 to within a few percent).
+        precision: ``"bf16"`` (or ``"fast"``) runs LightGlue's transformer layers in bfloat16
+            (2x faster linear layers on CPUs with avx512_bf16; attention, most of the time
+            at 2048 keypoints, only gains with AMX; matches agree with fp32 to within a few
+            percent).
         **options: the method's options (see :func:`match`).
 
     Keypoints are normalised by each image's ``image_size``; descriptors are transformed as

@@ -98,8 +98,9 @@ precision_option = click.option(
     type=click.Choice(PRECISIONS),
     default=DEFAULT_PRECISION,
     show_default=True,
-    help="bf16: faster on CPUs with avx512_bf16/AMX (detectors' dense network, LightGlue's "
-    "layers; accuracy cost in the README).",
+    help="fast: each part's fastest measured mode (SuperPoint int8 in onnxruntime; others and "
+    "LightGlue bf16 where the CPU has it); bf16 / int8 explicitly; fp32: parity. Accuracy "
+    "cost in the README.",
 )
 
 max_pixels_option = click.option(

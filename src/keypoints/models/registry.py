@@ -153,7 +153,8 @@ def load_model(
         device: where to run (default: the CPU; OpenCV detectors run on the CPU only).
         backend: a learned model's dense network in ``"torch"``, ``"onnxruntime"`` or
             ``"auto"`` (onnxruntime when installed); not applied to a detector passed in.
-        precision: ``"fp32"`` or ``"bf16"``; not applied to a detector passed in.
+        precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"fast"`` (see
+            :meth:`KeypointModel.set_precision`); not applied to a detector passed in.
         **options: detector options (``max_keypoints``, ``threshold``, ...), validated and
             merged into the returned detector's config once (a copy sharing the weights).
 

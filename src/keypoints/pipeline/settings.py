@@ -30,7 +30,8 @@ class ExtractSettings:
             (``Features.fingerprint``): other weights give another fingerprint even under the
             same name.
         options: the detector's options (its whole config), for people reading the file.
-        precision: ``"fp32"`` or ``"bf16"``.
+        precision: what the detector ran: ``"fp32"``, ``"bf16"`` or ``"int8"`` (``"fast"``
+            is recorded as the precision it chose).
         resize: the preprocessing: longest side, ``(height, width)``, or None (native).
         half_descriptors: descriptors stored as float16.
     """
