@@ -169,8 +169,8 @@ def load_model(
             net = _to_device(_load_source(text), device)
             if isinstance(net, KeypointModel):
                 net.eval().set_backend(backend).set_precision(precision)
-            elif precision != DEFAULT_PRECISION:
-                raise ConfigError(f"'{text}' runs in OpenCV: precision must be fp32")
+            elif precision not in (DEFAULT_PRECISION, "fast"):  # "fast" is fp32 for OpenCV
+                raise ConfigError(f"'{text}' runs in OpenCV: precision must be fp32 (or fast)")
             _CACHE[key] = net
         net = _CACHE[key]
     else:
