@@ -137,6 +137,23 @@ def test_match_command(tmp_path):
     )
 
 
+def test_match_command_fast_mode(tmp_path):
+    """--precision fast through the whole command: the default pipeline (ALIKED + LightGlue,
+    both in their fast precision) still finds the example's homography; SIFT accepts it too."""
+    out = tmp_path / "m.png"
+    result = run("match", EXAMPLE, WARPED, "--precision", "fast", "--verify", "homography",
+                 "-o", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "(LightGlue)" in result.stdout and "Traceback" not in result.stderr
+    inliers = int(result.stdout.split("inliers (homography")[1].split(": ")[1].split()[0])
+    assert inliers > 100
+    result = run("match", EXAMPLE, WARPED, "--model", "sift", "--precision", "fast",
+                 "--rotation", "none", "-o", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = run("match", EXAMPLE, WARPED, "--model", "sift", "--precision", "bf16", "-o", out)
+    assert result.returncode == 2 and "precision must be fp32 (or fast)" in result.stderr
+
+
 def test_detect_batches_keep_going_past_a_bad_image(tmp_path, random_checkpoint):
     images = [EXAMPLE, tmp_path / "missing.png", require(COCO[1]), EXAMPLE]
     result = run(
