@@ -12,6 +12,7 @@ descriptor sampling are batched (padded with a mask) instead of looping over ima
 from __future__ import annotations
 
 from importlib import resources
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -130,17 +131,19 @@ def folded(conv: nn.Module, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Ten
     channel (conv without bias). Cached on ``bn`` until any of the tensors changes, so loading
     other weights or training refolds.
     """
-    weight = conv.regular_conv.weight if isinstance(conv, DeformableConv2d) else conv.weight
-    tensors = (weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    layer = conv.regular_conv if isinstance(conv, DeformableConv2d) else conv
+    weight = cast(torch.Tensor, layer.weight)
+    mean, var = cast(torch.Tensor, bn.running_mean), cast(torch.Tensor, bn.running_var)
+    tensors = (weight, bn.weight, bn.bias, mean, var)
     key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
     cached = getattr(bn, "_folded", None)
     if cached is None or cached[0] != key:
         with torch.no_grad():
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            scale = bn.weight / torch.sqrt(var + bn.eps)
             fused = (weight * scale[:, None, None, None]).contiguous(
                 memory_format=torch.channels_last
             )
-            bias = bn.bias - bn.running_mean * scale
+            bias = bn.bias - mean * scale
         cached = (key, fused, bias)
         bn._folded = cached  # type: ignore[assignment]
     return cached[1], cached[2]
@@ -156,7 +159,7 @@ def conv_bn(conv: nn.Module, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
     weight, bias = folded(conv, bn)
     if isinstance(conv, DeformableConv2d):
         return conv(x, weight, bias)
-    return F.conv2d(x, weight, bias, padding=conv.padding)
+    return F.conv2d(x, weight, bias, padding=cast(nn.Conv2d, conv).padding)
 
 
 def _conv(c_in: int, c_out: int, deformable: bool) -> nn.Module:
