@@ -5,6 +5,7 @@ files mixed in. docs/robustness.md lists each kind with what happens and the tes
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -355,6 +356,29 @@ def test_interrupted_writes_leave_no_partial_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, fails)
     assert target.read_text() == "the old content" and list(tmp_path.iterdir()) == [target]
+
+
+def test_written_files_follow_the_umask_and_keep_their_mode(tmp_path):
+    """Results on a shared machine are readable as the umask says (not 0600 as a temporary
+    file), and a replaced file keeps its permissions."""
+    from keypoints.io import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write("data")
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "new.txt", write)
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_write(tmp_path / "private.txt", write)
+        assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+        (tmp_path / "new.txt").chmod(0o640)
+        atomic_write(tmp_path / "new.txt", write)  # replaced: keeps 0640 whatever the umask
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
 
 
 def test_unexpected_errors_exit_1_and_point_to_debug(monkeypatch, capsys):

@@ -19,20 +19,40 @@ __all__ = ["atomic_write", "save_features", "load_features", "FORMATS"]
 FORMATS = ("npz", "json")
 
 
+def _umask() -> int:
+    """The process's file-mode creation mask (read without changing it where Linux allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``; returns ``path``.
 
     The temporary file is in the same folder, so an interrupted run never leaves a half-written
-    file under the final name.
+    file under the final name. The result gets the permissions of the file it replaces, or, for a
+    new file, those any program creating it would give (``0o666`` minus the umask; the temporary
+    file itself starts private, 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:  # on disk before it takes the final name
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
