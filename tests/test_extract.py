@@ -121,6 +121,25 @@ def test_list_images_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(keypoints.ConfigError, match="no images found"):
         list_images(tmp_path / "empty")
+    binary = tmp_path / "list.txt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(keypoints.ConfigError, match="not a list of image paths"):
+        list_images(binary)
+
+
+def test_list_file_with_absolute_paths(image_dir, tmp_path):
+    """Absolute lines name the files they say (not paths under the list's folder), relative
+    lines stay relative to the list's folder, and extraction finds every image."""
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    images = sorted(p for p in image_dir.iterdir() if p.suffix == ".png")[:2]
+    (lists / "local.png").write_bytes(images[0].read_bytes())
+    listing = lists / "images.txt"
+    listing.write_text(f"{images[0]}\n# a comment\n{images[1]}\nlocal.png\n")
+    root, names = list_images(listing)
+    assert [root / n for n in names] == [*images, lists / "local.png"]
+    report = extract_report(listing, tmp_path / "f.h5", progress=False, **OPTIONS)
+    assert report.extracted == 3 and not report.errors
 
 
 def _run(image_dir, output, **popen):

@@ -19,7 +19,8 @@ def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> tupl
 
     ``source``: a folder (searched recursively for :data:`IMAGE_EXTENSIONS`, case-insensitive,
     hidden files skipped), a text file with one image path per line (relative paths are relative
-    to the text file's folder; blank lines and ``#`` comments skipped), or a list of paths.
+    to the text file's folder, absolute ones stay as they are; blank lines and ``#`` comments
+    skipped), or a list of paths.
     Returns ``(root, names)``: names are '/'-separated paths relative to ``root``, sorted for
     folders, in the given order otherwise (duplicates dropped).
     """
@@ -47,14 +48,22 @@ def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> tupl
                 )
         else:
             root = source.parent
-            lines = source.read_text().splitlines()
+            try:
+                lines = source.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"{source}: not a list of image paths (a text file, UTF-8, one path per "
+                    "line), nor a folder"
+                ) from None
             paths = [
-                root / line.strip()
+                root / line.strip()  # absolute lines stay absolute
                 for line in lines
                 if line.strip() and not line.strip().startswith("#")
             ]
             if not paths:
                 raise ConfigError(f"{source}: the list of images is empty")
+            if not all(p.is_relative_to(root) for p in paths):  # absolute paths elsewhere
+                root = Path(os.path.commonpath([root, *(p.parent for p in paths)]))
     names, seen = [], set()
     for path in paths:
         try:
