@@ -181,6 +181,24 @@ def test_batch_equals_single_images():
             )
 
 
+def test_descriptor_head_batched_equals_single_images():
+    """The head's batched path (taken off the CPU, where images are not split) gives each
+    image's descriptors alone."""
+    from keypoints.models.aliked import FeatureMaps
+
+    model = keypoints.load_model("aliked-n16")
+    torch.manual_seed(0)
+    images, size = torch.rand(2, 3, 96, 128), (96, 128)
+    keypoints_ = torch.rand(2, 50, 2) * torch.tensor([120.0, 90.0]) + 3
+    with torch.inference_mode():
+        _, *levels = model.dense(images)
+        batched = model.desc_head(FeatureMaps(tuple(levels), (0, 0), size), keypoints_)
+        for i in range(2):
+            alone = FeatureMaps(tuple(level[i : i + 1] for level in levels), (0, 0), size)
+            single = model.desc_head(alone, keypoints_[i : i + 1])
+            torch.testing.assert_close(batched[i : i + 1], single, atol=1e-5, rtol=0)
+
+
 def test_top_k_mode_returns_exactly_k_and_options_are_checked():
     feats = keypoints.detect(str(EXAMPLE), "aliked-n16", max_keypoints=300, threshold=0.0)[0]
     assert len(feats) == 300

@@ -319,7 +319,7 @@ class SDDH(nn.Module):
         ys, xs = torch.broadcast_tensors(ys, xs)
         patches = features.at(xs.reshape(batch, -1), ys.reshape(batch, -1))  # (B, N*k*k, C)
         channels = patches.shape[-1]
-        patches = patches.view(batch * n, k, k, channels).permute(0, 3, 1, 2)
+        patches = patches.reshape(batch * n, k, k, channels).permute(0, 3, 1, 2)
         # 2. offsets for the M sample positions, clamped like the dense deformable convs
         limit = max(height, width) / 4.0
         offsets = self.offset_conv(patches).clamp(-limit, limit)  # (B*N, 2M, 1, 1)
