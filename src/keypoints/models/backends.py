@@ -192,8 +192,9 @@ def calibration_images(
     random grey levels or colours, some with a sine texture), blurred a little, with sensor-like
     noise: the statistics the activation ranges need (edges, corners, flat areas, texture),
     generated from a fixed seed so every machine quantizes the same way and no image data has to
-    ship with the package. (On SuperPoint's released weights they gave the same descriptors as
-    calibration on real photographs, within the noise; see tests/test_int8.py.)
+    ship with the package. (On SuperPoint's released weights they gave dense descriptors as
+    close to fp32 as calibrating on real photographs: mean cosine 0.996-0.998 against
+    0.994-0.997 on three Oxford images; the README's "Fast mode" has the accuracy cost.)
     """
     from PIL import Image, ImageDraw, ImageFilter
 
