@@ -35,6 +35,7 @@ from ..defaults import (
 )
 from ..errors import ConfigError, closest
 from ..io.hloc import list_names
+from ..io.locks import exclusive
 from ..models.protocol import Detector
 from ..models.registry import load_model
 from .images import list_images
@@ -140,35 +141,55 @@ def extract_report(
     net = load_model(model, **loading, **options)  # options merged into the config once
     settings = ExtractSettings.of(net, resize, half_descriptors)
 
-    # what is done already: the output (same settings) and complete shards of a killed run
     output = Path(output)
-    parts = Path(f"{output}.parts")
-    keep_output = check_output(output, settings, overwrite)
-    done = set(resume_shards(parts, settings, overwrite))
-    if keep_output and not overwrite:
-        done |= set(list_names(output))
-    todo = [n for n in names if n not in done]
+    with exclusive(output):  # one writer per output; temporaries of dead runs are removed
+        # what is done already: the output (same settings) and complete shards of a killed run
+        parts = Path(f"{output}.parts")
+        keep_output = check_output(output, settings, overwrite)
+        done = set(resume_shards(parts, settings, overwrite))
+        if keep_output and not overwrite:
+            done |= set(list_names(output))
+        names, unstorable = _storable(names)
+        todo = [n for n in names if n not in done]
 
-    job = ExtractJob(settings, str(image_root), str(parts), max_pixels)
-    if engine == "local":
-        from .engines.local import run_local
+        job = ExtractJob(settings, str(image_root), str(parts), max_pixels)
+        if engine == "local":
+            from .engines.local import run_local
 
-        errors = run_local(job, net, todo, shard_size, workers, progress)
-    else:
-        from .engines.ray import run_ray
+            errors = run_local(job, net, todo, shard_size, workers, progress)
+        else:
+            from .engines.ray import run_ray
 
-        errors = run_ray(job, net, todo, shard_size, max(1, workers), address, progress)
+            errors = run_ray(job, net, todo, shard_size, max(1, workers), address, progress)
 
-    merge(output, parts, settings, keep_output)
-    write_errors(output, errors)
+        merge(output, parts, settings, keep_output)
+        write_errors(output, unstorable + errors)
     return ExtractReport(
         output,
         extracted=len(todo) - len(errors),
         skipped=len(names) - len(todo),
-        errors=errors,
+        errors=unstorable + errors,
         seconds=time.perf_counter() - start_time,
         settings=settings,
     )
+
+
+def _storable(names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The names HDF5 can store, and ``(name, reason)`` for the others.
+
+    File names that are not valid UTF-8 (read by Python as surrogate escapes) cannot be HDF5
+    group names; they are reported as bad images instead of stopping the run.
+    """
+    good, bad = [], []
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "backslashreplace").decode()
+            bad.append((shown, "the file name is not valid UTF-8; rename the file"))
+            continue
+        good.append(name)
+    return good, bad
 
 
 def _check_arguments(workers: int, shard_size: int, engine: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 
 from .._version import __version__
-from ..errors import KeypointsError
+from ..errors import ConfigError, KeypointsError
 from ..features import Features
 from ..io import atomic_write
 from ..io.hloc import list_names, write_features
@@ -29,20 +29,32 @@ def check_output(output: Path, settings: ExtractSettings, overwrite: bool) -> bo
     """Whether the existing ``output`` is kept (merged into).
 
     Raises :class:`ConfigError` naming the differing fields when it was written with other
-    settings, unless ``overwrite`` (then it is replaced, never mixed).
+    settings, or without a settings record (hloc, another tool, an older keypoints: its features
+    cannot be trusted to be this detector's), unless ``overwrite``: then it is replaced, never
+    mixed, and so is a file that is not readable HDF5.
     """
     if not output.exists():
         return False
+    if output.is_dir():
+        raise ConfigError(f"{output} is a folder; the output must be a .h5 file")
     try:
         with h5py.File(output, "r") as file:
             recorded = file.attrs.get(CONFIG_ATTR)
     except OSError as error:
+        if overwrite:
+            return False
         raise KeypointsError(
             f"{output} exists but is not a readable HDF5 file ({error}); move it away or pass "
-            "--overwrite"
+            "--overwrite to replace it"
         ) from None
     if overwrite:
         return recorded is not None and ExtractSettings.from_json(recorded) == settings
+    if recorded is None:
+        raise ConfigError(
+            f"{output} was not written by keypoints extract (it records no extraction settings, "
+            "so its features cannot be checked against this detector's); use another output "
+            "file, or --overwrite to replace it"
+        )
     settings.check_same(recorded, str(output))
     return True
 
