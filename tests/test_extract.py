@@ -293,3 +293,89 @@ def test_settings_name_every_difference_and_workers_check_the_fingerprint(tmp_pa
     job = ExtractJob(other, str(tmp_path), str(tmp_path / "parts"), None)
     with pytest.raises(keypoints.KeypointsError, match="not the one the run was started with"):
         Extractor(job, net)
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_output_never_lose_data(tmp_path):
+    """A second extract on the output of a running one refuses (exit 2, naming the first's
+    PID) and the first finishes with every image; nothing of it is deleted."""
+    root = tmp_path / "images"
+    root.mkdir()
+    sources = [EXAMPLE, *sorted(require(DATA / "images" / "icl_snippet").glob("*.png"))]
+    for i in range(60):
+        shutil.copy(sources[i % len(sources)], root / f"{i:02d}.png")
+    output = tmp_path / "f.h5"
+    first = _run(root, output)
+    parts = tmp_path / "f.h5.parts"
+    deadline = time.time() + 300
+    while not list(parts.glob("shard-*.h5")) and first.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert first.poll() is None, "the first run ended before the second started"
+    command = [sys.executable, "-m", "keypoints", "extract", str(root), "-o", str(output),
+               "-m", "aliked-t16", "--resize", "320", "--max-keypoints", "200"]  # fmt: skip
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.poll() is None, "the first run ended before the second was refused"
+    assert second.returncode == 2
+    assert f"being written by another keypoints run (PID {first.pid}: keypoints extract" in (
+        second.stderr
+    )
+    assert first.wait(timeout=600) == 0
+    assert len(list_names(output)) == 60 and not parts.exists()
+
+
+def test_orphaned_temporaries_are_removed_and_the_lock_is_released(image_dir, tmp_path):
+    """The temporary of a merge killed half-way (atomic_write's ``.<name>.*.tmp``) is removed by
+    the next run; the lock is free again after a run and after a failed one."""
+    from keypoints.io.locks import BusyError, exclusive
+
+    output = tmp_path / "f.h5"
+    orphan = tmp_path / ".f.h5.k1ll3d.tmp"
+    orphan.write_bytes(b"\0" * 4096)
+    other = tmp_path / ".g.h5.abc.tmp"  # another output's: not ours to touch
+    other.write_bytes(b"x")
+    report = extract_report(image_dir, output, progress=False, **OPTIONS)
+    assert report.extracted == 5 and not orphan.exists() and other.exists()
+    with exclusive(output, "a test"):  # free again; and held here, a run is refused
+        with pytest.raises(BusyError, match=rf"PID {os.getpid()}: a test"):
+            extract_report(image_dir, output, progress=False, **OPTIONS)
+    with pytest.raises(keypoints.ConfigError):
+        extract_report(image_dir, output, progress=False, **{**OPTIONS, "max_keypoints": 50})
+    with exclusive(output):
+        pass
+
+
+def test_unreadable_and_foreign_outputs(image_dir, tmp_path):
+    """A corrupt output is replaced with --overwrite (as the message says); a features file
+    without keypoints' settings record (hloc's) is refused, not adopted and restamped."""
+    output = tmp_path / "f.h5"
+    output.write_bytes(b"not hdf5 at all")
+    with pytest.raises(keypoints.KeypointsError, match="not a readable HDF5 file.*--overwrite"):
+        extract_report(image_dir, output, progress=False, **OPTIONS)
+    report = extract_report(image_dir, output, progress=False, overwrite=True, **OPTIONS)
+    assert report.extracted == 5 and len(list_names(output)) == 5
+
+    foreign = tmp_path / "hloc.h5"
+    with h5py.File(foreign, "w") as f:
+        group = f.create_group("cats.png")
+        group["keypoints"] = np.zeros((3, 2), np.float32)
+    with pytest.raises(keypoints.ConfigError, match="not written by keypoints extract"):
+        extract_report(image_dir, foreign, progress=False, **OPTIONS)
+    with h5py.File(foreign, "r") as f:
+        assert "keypoints_config" not in f.attrs  # untouched
+    assert extract_report(image_dir, foreign, progress=False, overwrite=True, **OPTIONS).extracted
+
+
+def test_non_utf8_file_names_are_reported_not_fatal(image_dir, tmp_path):
+    """A file name that is not UTF-8 cannot be an HDF5 group: reported as a bad image, the
+    others extracted; a rerun does the same and leaks no shard."""
+    bad = os.path.join(os.fsencode(image_dir), b"caf\xe9.png")
+    shutil.copy(EXAMPLE, bad)
+    output = tmp_path / "f.h5"
+    for _ in range(2):
+        report = extract_report(image_dir, output, progress=False, **OPTIONS)
+        assert [reason for _, reason in report.errors] == [
+            "the file name is not valid UTF-8; rename the file"
+        ]
+        assert report.errors[0][0] == "caf\\udce9.png"
+        assert len(list_names(output)) == 5 and not (tmp_path / "f.h5.parts").exists()
