@@ -18,7 +18,16 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, ImageNotFoundError, KeypointsError
-from .hloc import dataset, list_names, read_matches
+from . import atomic_write
+from .hloc import (
+    check_pair_keys,
+    dataset,
+    list_names,
+    open_h5,
+    read_matches,
+    text_attribute,
+)
+from .locks import exclusive
 
 __all__ = ["import_colmap", "ColmapImport", "matched_pairs"]
 
@@ -51,26 +60,30 @@ def _pycolmap():
 def matched_pairs(matches: str | os.PathLike, names: list[str]) -> list[tuple[str, str]]:
     """The ``(name0, name1)`` pairs stored in a matches file, as image ``names``.
 
-    The file holds hloc's ``name0/name1`` groups with '/' inside names replaced by '-'; they
-    are mapped back to ``names``.
+    The file holds hloc's ``name0/name1`` groups with '/' inside names replaced by '-'; the
+    names recorded in a group (``keypoints match-pairs`` records them) are used, else the key
+    is mapped back to ``names`` (refused when two names share a key).
     """
+    known = set(names)
     by_key: dict[str, str] = {}
     for name in names:
-        key = name.replace("/", "-")
-        if key in by_key:
-            raise KeypointsError(
-                f"images '{by_key[key]}' and '{name}' have the same pair key '{key}' in hloc's "
-                "layout; pass the pairs file instead"
-            )
-        by_key[key] = name
+        by_key.setdefault(name.replace("/", "-"), name)
     pairs = []
-    with h5py.File(matches, "r") as file:
+    with open_h5(matches, "matches file") as file:
         for key0, group in file.items():
+            if not isinstance(group, h5py.Group):
+                continue
             for key1, pair in group.items():
-                if isinstance(pair, h5py.Group) and "matches0" in pair:
-                    if key0 not in by_key or key1 not in by_key:
-                        raise KeypointsError(f"{matches}: pair {key0}/{key1} names unknown images")
-                    pairs.append((by_key[key0], by_key[key1]))
+                if not (isinstance(pair, h5py.Group) and "matches0" in pair):
+                    continue
+                first, second = (text_attribute(pair.attrs.get(k)) for k in ("name0", "name1"))
+                if first in known and second in known:
+                    pairs.append((first, second))
+                    continue
+                if key0 not in by_key or key1 not in by_key:
+                    raise KeypointsError(f"{matches}: pair {key0}/{key1} names unknown images")
+                check_pair_keys(names, f"{matches} (pair {key0}/{key1}, recorded without names)")
+                pairs.append((by_key[key0], by_key[key1]))
     return pairs
 
 
@@ -109,40 +122,52 @@ def import_colmap(
     """
     pycolmap = _pycolmap()
     features, matches, database = Path(features), Path(matches), Path(database)
-    for path in (features, matches):
-        if not path.is_file():
-            raise ImageNotFoundError(f"{path}: no such file")
-    if database.exists():
-        if not overwrite:
-            raise ConfigError(f"{database} exists; pass --overwrite to replace it")
-        database.unlink()
-    names = list_names(features)
-    pairs = matched_pairs(matches, names) if pairs is None else pairs
-    database.parent.mkdir(parents=True, exist_ok=True)
+    if database.exists() and not overwrite:
+        raise ConfigError(f"{database} exists; pass --overwrite to replace it")
+    if database.is_dir():
+        raise ConfigError(f"{database} is a folder; the database must be a file")
+    if image_dir is not None and not Path(image_dir).is_dir():
+        raise ImageNotFoundError(f"{image_dir}: no such image folder")
+    with open_h5(features, "features file") as file:
+        names = list_names(file)
+    with open_h5(matches, "matches file"):
+        pass
+    pairs = matched_pairs(matches, names) if pairs is None else [tuple(p) for p in pairs]
+    check_pair_keys({n for pair in pairs for n in pair}, "the pairs")
+    unknown = sorted({n for pair in pairs for n in pair} - set(names))
+    if unknown:
+        raise KeypointsError(f"{len(unknown)} image(s) of the pairs are not in {features}: "
+                             f"{', '.join(unknown[:5])}")  # fmt: skip
 
-    # 1. cameras and images
-    if image_dir is not None:
-        if not Path(image_dir).is_dir():
-            raise ImageNotFoundError(f"{image_dir}: no such image folder")
-        pycolmap.Database.open(database).close()  # the importer needs an existing database
-        mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.AUTO
-        pycolmap.import_images(database, image_dir, camera_mode=mode, image_names=names)
-    handle = pycolmap.Database.open(database)
-    try:
-        # 2. keypoints, 3. matches
-        cameras = _Cameras(pycolmap, handle, camera_model, single_camera)
-        ids = _write_images(handle, features, names, cameras, image_dir)
-        total = _write_matches(handle, matches, pairs, ids)
-    finally:
-        handle.close()
+    def build(tmp: str) -> None:
+        # 1. cameras and images
+        if image_dir is not None:
+            pycolmap.Database.open(tmp).close()  # the importer needs an existing database
+            mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.AUTO
+            pycolmap.import_images(tmp, image_dir, camera_mode=mode, image_names=names)
+        handle = pycolmap.Database.open(tmp)
+        try:
+            # 2. keypoints, 3. matches (every index checked against the keypoint counts)
+            cameras = _Cameras(pycolmap, handle, camera_model, single_camera)
+            ids, counts = _write_images(handle, features, names, cameras, image_dir)
+            totals.append(_write_matches(handle, matches, pairs, ids, counts))
+        finally:
+            handle.close()
 
-    # 4. geometric verification (COLMAP's two-view geometries)
-    if verify and pairs:
-        with tempfile.TemporaryDirectory() as tmp:
-            listing = Path(tmp) / "pairs.txt"
-            listing.write_text("".join(f"{a} {b}\n" for a, b in pairs))
-            pycolmap.verify_matches(database, listing)
-    return _counts(pycolmap, database, total)
+        # 4. geometric verification (COLMAP's two-view geometries)
+        if verify and pairs:
+            with tempfile.TemporaryDirectory() as folder:
+                listing = Path(folder) / "pairs.txt"
+                listing.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+                pycolmap.verify_matches(tmp, listing)
+
+    # built under a temporary name, renamed at the end: an existing database is replaced only by
+    # a complete one, and a failed or killed import leaves nothing behind (the next run removes
+    # a killed one's temporary file)
+    totals: list[int] = []
+    with exclusive(database):
+        atomic_write(database, build)
+    return _counts(pycolmap, database, totals[0])
 
 
 class _Cameras:
@@ -169,9 +194,12 @@ class _Cameras:
 
 
 def _write_images(handle, features: Path, names: list[str], cameras: _Cameras,
-                  image_dir) -> dict[str, int]:  # fmt: skip
-    """Write the images (unless COLMAP's importer did) and their keypoints; return their ids."""
-    ids = {}
+                  image_dir) -> tuple[dict[str, int], dict[str, int]]:  # fmt: skip
+    """Write the images (unless COLMAP's importer did) and their keypoints.
+
+    Returns their database ids and keypoint counts.
+    """
+    ids, counts = {}, {}
     with h5py.File(features, "r") as file:
         for name in names:
             group = file[name]
@@ -188,16 +216,24 @@ def _write_images(handle, features: Path, names: list[str], cameras: _Cameras,
                 ids[name] = image.image_id
             # keypoints in COLMAP's convention (pixel centres at +0.5)
             keypoints = dataset(group, "keypoints").astype(np.float32) + 0.5
+            if keypoints.ndim != 2 or keypoints.shape[1] != 2 or not np.isfinite(keypoints).all():
+                raise KeypointsError(
+                    f"{features}: {name}/keypoints must be finite (N, 2) coordinates, not "
+                    f"{keypoints.dtype} of shape {keypoints.shape} with non-finite values"
+                )
             handle.write_keypoints(ids[name], keypoints)
-    return ids
+            counts[name] = len(keypoints)
+    return ids, counts
 
 
-def _write_matches(handle, matches: Path, pairs, ids: dict[str, int]) -> int:
-    """The matches of ``pairs``; returns their total count."""
+def _write_matches(handle, matches: Path, pairs, ids: dict[str, int],
+                   counts: dict[str, int]) -> int:  # fmt: skip
+    """The matches of ``pairs``, each index checked against the keypoints; their total count."""
     total = 0
     with h5py.File(matches, "r") as file:
         for name0, name1 in pairs:
-            pair_matches = read_matches(file, name0, name1).astype(np.uint32)
+            size = (counts[name0], counts[name1])
+            pair_matches = read_matches(file, name0, name1, size).astype(np.uint32)
             handle.write_matches(ids[name0], ids[name1], pair_matches)
             total += len(pair_matches)
     return total
