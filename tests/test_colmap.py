@@ -84,3 +84,102 @@ def test_database_is_ready_for_incremental_mapping(sfm_files):
     best = max(reconstructions.values(), key=lambda r: r.num_reg_images())
     assert best.num_reg_images() == 6 and best.num_points3D() > 1000
     assert best.compute_mean_reprojection_error() < 1.0
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "keypoints", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_stale_matches_are_rematched_and_never_reach_colmap(tmp_path):
+    """The issue's sequence: extract 1024, match-pairs, re-extract 256 --overwrite, match-pairs
+    (the pairs are matched again, not skipped), colmap: every index fits its keypoints."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted(require(DATA / "homography" / "oxford_affine" / "wall").glob("img*"))[:3]:
+        shutil.copy(path, images / path.name)
+    features, matches = tmp_path / "f.h5", tmp_path / "m.h5"
+    common = ["-m", "aliked-t16", "--resize", "480"]
+    assert _cli("extract", images, "-o", features, *common, "--max-keypoints", 1024).returncode == 0
+    assert _cli("match-pairs", features, "--exhaustive", "-o", matches).returncode == 0
+    names = list_names(features)
+    assert max(read_matches(matches, a, b).max() for a, b in exhaustive_pairs(names)) >= 256
+    again = _cli("extract", images, "-o", features, *common, "--max-keypoints", 256, "--overwrite")
+    assert again.returncode == 0
+    rerun = _cli("match-pairs", features, "--exhaustive", "-o", matches)
+    assert rerun.returncode == 0 and "matched 3 pair(s), skipped 0" in rerun.stdout
+    for a, b in exhaustive_pairs(names):
+        indices = read_matches(matches, a, b, (256, 256))  # within the new keypoints
+        assert len(indices) and indices.max() < 256
+    assert "skipped 3" in _cli("match-pairs", features, "--exhaustive", "-o", matches).stdout
+    # other matcher settings are refused, not mixed in
+    other = _cli("match-pairs", features, "--exhaustive", "-o", matches, "--ratio", "0.8")
+    assert other.returncode == 2 and "--overwrite to replace it" in other.stderr
+    done = _cli("colmap", features, matches, "--database", tmp_path / "db.db", "--no-verify")
+    assert done.returncode == 0, done.stderr
+
+
+def test_bad_indices_are_refused_and_colmap_is_atomic(sfm_files, tmp_path):
+    """An index of 10**6 (COLMAP died of SIGSEGV on it) is refused with a clear message; the
+    existing database survives a failed --overwrite; nothing half-written is left."""
+    from keypoints.io.colmap import import_colmap
+
+    _, _, features, matches, names = sfm_files
+    database = tmp_path / "db.db"
+    first = import_colmap(features, matches, database, verify=False)
+    before = database.read_bytes()
+    bad = tmp_path / "bad.h5"
+    shutil.copy(matches, bad)
+    with h5py.File(bad, "r+") as f:
+        key = next(f"{k}/{s}" for k in f for s in f[k])
+        data = f[key]["matches0"][()]
+        data[np.flatnonzero(data > -1)[0]] = 10**6
+        f[key]["matches0"][...] = data
+    result = _cli("colmap", features, bad, "--database", database, "--overwrite", "--no-verify")
+    assert result.returncode == 2
+    assert "do not fit the features" in result.stderr and "highest index 1000000" in result.stderr
+    assert database.read_bytes() == before  # the old database is kept whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".db.db.lock", "bad.h5", "db.db"]
+    # a matches file that is not HDF5, named in the message
+    (tmp_path / "junk.h5").write_text("junk")
+    result = _cli("colmap", features, tmp_path / "junk.h5", "--database", tmp_path / "x.db")
+    assert result.returncode == 2 and "junk.h5 is not a readable HDF5 matches file" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+    assert first.images == len(names)
+
+
+@pytest.mark.slow
+def test_colmap_killed_leaves_nothing_and_the_rerun_completes(sfm_files, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, _, features, matches, _ = sfm_files
+    database = tmp_path / "db.db"
+    command = [sys.executable, "-m", "keypoints", "colmap", str(features), str(matches),
+               "--database", str(database)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while process.poll() is None:  # until the database being built has content
+        assert time.time() < deadline
+        if any(p.stat().st_size for p in tmp_path.glob(".db.db.*.tmp")):
+            break
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the import ended before it could be killed"
+    assert list(tmp_path.glob(".db.db.*.tmp")), "killed after the rename"
+    assert not database.exists()  # never a half database under the final name
+    rerun = _cli("colmap", features, matches, "--database", database)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not list(tmp_path.glob(".db.db.*.tmp"))  # the killed run's temporary is removed
+    handle = pycolmap.Database.open(database)
+    try:
+        assert handle.num_verified_image_pairs() > 0
+    finally:
+        handle.close()

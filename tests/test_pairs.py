@@ -88,3 +88,46 @@ def test_match_pairs_errors(features_file, tmp_path):
         match_pairs(features_file, [("graf/img1.ppm", "nope.jpg")], tmp_path / "m.h5")
     with pytest.raises(keypoints.ImageNotFoundError):
         match_pairs(tmp_path / "missing.h5", [], tmp_path / "m.h5")
+
+
+def test_colliding_pair_keys_are_refused(features_file, tmp_path):
+    """``x/1.png`` and ``x-1.png`` share hloc's pair key: refused, never stored under the
+    other's key; a group recording other names is not read as this pair's."""
+    source = tmp_path / "f.h5"
+    shutil.copy(features_file, source)
+    with h5py.File(source, "r+") as f:
+        f.copy(f["graf/img1.ppm"], f, name="graf-img1.ppm")
+    pairs = [("graf/img1.ppm", "graf/img2.ppm"), ("graf-img1.ppm", "graf/img2.ppm")]
+    with pytest.raises(keypoints.KeypointsError, match="same key 'graf-img1.ppm'.*rename one"):
+        match_pairs(source, pairs, tmp_path / "m.h5", progress=False)
+    assert not (tmp_path / "m.h5").exists()
+    match_pairs(source, pairs[:1], tmp_path / "m.h5", progress=False)
+    with pytest.raises(keypoints.KeypointsError, match="hloc pair keys collide"):
+        read_matches(tmp_path / "m.h5", *pairs[1])
+    from keypoints.io.colmap import import_colmap
+
+    pytest.importorskip("pycolmap")
+    with pytest.raises(keypoints.KeypointsError, match="same key"):
+        import_colmap(source, tmp_path / "m.h5", tmp_path / "db.db", pairs=pairs, verify=False)
+
+
+def test_matches_record_their_provenance(features_file, tmp_path):
+    """Each pair names its images and their feature identities; the file its matcher."""
+    from keypoints.io.hloc import image_identity
+
+    names = list_names(features_file)
+    output = tmp_path / "m.h5"
+    match_pairs(features_file, [(names[0], names[1])], output, method="mnn", ratio=0.9,
+                progress=False)  # fmt: skip
+    with h5py.File(output, "r") as f, h5py.File(features_file, "r") as g:
+        group = f[pair_name(names[0], names[1])]
+        assert (group.attrs["name0"], group.attrs["name1"]) == (names[0], names[1])
+        assert group.attrs["features0"] == image_identity(g[names[0]])
+        assert group.attrs["features1"] == image_identity(g[names[1]]) != group.attrs["features0"]
+        assert '"method": "mnn"' in f.attrs["keypoints_matches"]
+        assert '"ratio": 0.9' in f.attrs["keypoints_matches"]
+    # a file of another tool (no record) is refused, not adopted
+    with h5py.File(tmp_path / "hloc.h5", "w") as f:
+        f.create_group("a")
+    with pytest.raises(keypoints.ConfigError, match="records no matcher settings"):
+        match_pairs(features_file, [(names[0], names[1])], tmp_path / "hloc.h5", progress=False)

@@ -130,11 +130,14 @@ def import_colmap(
         raise ImageNotFoundError(f"{image_dir}: no such image folder")
     with open_h5(features, "features file") as file:
         names = list_names(file)
-    with open_h5(matches, "matches file"):
-        pass
-    pairs = matched_pairs(matches, names) if pairs is None else [tuple(p) for p in pairs]
-    check_pair_keys({n for pair in pairs for n in pair}, "the pairs")
-    unknown = sorted({n for pair in pairs for n in pair} - set(names))
+    if pairs is None:
+        chosen = matched_pairs(matches, names)
+    else:
+        with open_h5(matches, "matches file"):
+            chosen = [(str(a), str(b)) for a, b in pairs]
+    pairs = chosen
+    check_pair_keys({n for pair in chosen for n in pair}, "the pairs")
+    unknown = sorted({n for pair in chosen for n in pair} - set(names))
     if unknown:
         raise KeypointsError(f"{len(unknown)} image(s) of the pairs are not in {features}: "
                              f"{', '.join(unknown[:5])}")  # fmt: skip
