@@ -271,3 +271,88 @@ def test_fast_mode_accuracy_cost_on_graf():
     assert fp32["matcher"] == fast["matcher"] == "lightglue"
     assert abs(fast["mma"]["3"] - fp32["mma"]["3"]) <= 0.01
     assert fast["homography_accuracy"]["5"] == fp32["homography_accuracy"]["5"]
+
+
+_THREADS_SCRIPT = r"""
+import sys, threading
+import numpy as np
+import keypoints
+from keypoints.models.registry import load_model
+
+image = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(sys.argv[1]).convert("RGB"))
+models = [load_model(), load_model(sys.argv[2], backend="onnxruntime")]
+results, errors = {}, []
+barrier = threading.Barrier(8)
+
+def run(i):
+    try:
+        barrier.wait()
+        results[i] = keypoints.detect(image, models[i % 2], max_keypoints=300)[0]
+    except BaseException as error:
+        errors.append(repr(error))
+
+threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert not errors, errors
+for i in range(2, 8):
+    np.testing.assert_array_equal(results[i].keypoints.numpy(), results[i % 2].keypoints.numpy())
+print("ok", len(results), sorted(p.name for p in __import__("pathlib").Path(sys.argv[3]).glob("onnx/*.onnx")))
+"""
+
+
+def test_eight_threads_on_a_cold_cache(tmp_path, random_checkpoint):
+    """Eight threads call detect at once on a cold ONNX cache (the default model's NMS graph and
+    a SuperPoint dense graph): every call succeeds, each graph is exported once."""
+    from conftest import EXAMPLE
+
+    env = {**__import__("os").environ, "KEYPOINTS_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(EXAMPLE),
+                           str(random_checkpoint), str(tmp_path / "cache")],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok 8")
+    graphs = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert graphs == ["nms", "nms", "superpoint"]  # both models' NMS radii, one dense graph
+    assert not list((tmp_path / "cache" / "onnx").glob("*.tmp"))
+
+
+def test_corrupt_cache_entries_heal_and_unwritable_caches_fall_back(
+    tmp_path, monkeypatch, random_checkpoint
+):
+    """An empty or corrupt cached graph is deleted and made again (a warning, the same result);
+    a cache folder that cannot be written falls back to a private temporary one."""
+    from conftest import EXAMPLE
+
+    from keypoints.models import backends
+    from keypoints.models.registry import load_model
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KEYPOINTS_CACHE", str(cache))
+    monkeypatch.setattr(backends, "_NMS_SESSIONS", {})
+    model = load_model(random_checkpoint, backend="onnxruntime")
+    expected = keypoints.detect(EXAMPLE, model, max_keypoints=300)[0]
+    graphs = sorted((cache / "onnx").glob("*.onnx"))
+    assert len(graphs) == 2  # the dense graph and the NMS
+    for damage in (b"", b"\x08garbage protobuf"):
+        for graph in graphs:
+            graph.write_bytes(damage)
+        monkeypatch.setattr(backends, "_NMS_SESSIONS", {})
+        fresh = load_model(random_checkpoint, backend="onnxruntime")
+        with pytest.warns(UserWarning, match="cannot be loaded.*making it again") as caught:
+            got = keypoints.detect(EXAMPLE, fresh, max_keypoints=300)[0]
+        assert len([w for w in caught if "making it again" in str(w.message)]) == 2
+        assert torch.equal(got.keypoints, expected.keypoints)
+        assert all(graph.stat().st_size > 100 for graph in graphs)
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("the cache folder cannot be made under a file")
+    monkeypatch.setenv("KEYPOINTS_CACHE", str(blocked / "cache"))
+    fallback = tmp_path / "tmp"
+    monkeypatch.setattr(backends, "_fallback_dir", lambda: fallback / "onnx")
+    monkeypatch.setattr(backends, "_NMS_SESSIONS", {})
+    fresh = load_model(random_checkpoint, backend="onnxruntime")
+    with pytest.warns(UserWarning, match="is not writable.*KEYPOINTS_CACHE"):
+        got = keypoints.detect(EXAMPLE, fresh, max_keypoints=300)[0]
+    assert torch.equal(got.keypoints, expected.keypoints)
+    assert len(list((fallback / "onnx").glob("*.onnx"))) == 2

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import torch
 from torch import nn
 
 from ..defaults import BACKENDS, PRECISIONS
-from ..errors import ConfigError, closest
+from ..errors import ConfigError, KeypointsError, closest
 from .protocol import fingerprint, state_digest
 from .weights import cache_dir
 
@@ -295,6 +298,80 @@ def quantize_int8(model, source: str | os.PathLike, path: str | os.PathLike) -> 
     return atomic_write(path, write)
 
 
+#: torch.onnx.export is not reentrant (two threads exporting at once fail with
+#: ``AssertionError: in_onnx_export``): every export and quantization of this process takes it.
+_EXPORT_LOCK = threading.RLock()
+
+
+def _fallback_dir() -> Path:
+    """A private temporary cache folder, for when the cache folder is not writable."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"keypoints-{uid}-cache" / "onnx"
+
+
+def cached_file(path: Path, make: Callable[[Path], object]) -> Path:
+    """``path``, made by ``make(path)`` (an atomic writer) unless it exists; returns where it is.
+
+    Made once: threads of this process and other processes wait for the one making it (a lock
+    file beside it). When the cache folder is not writable (read-only, full), the entry is made
+    in a private temporary folder instead, with a warning.
+    """
+    from ..io.locks import waiting
+
+    try:
+        if path.is_file():
+            return path
+        with waiting(path), _EXPORT_LOCK:
+            if not path.is_file():
+                make(path)
+        return path
+    except (OSError, KeypointsError) as error:
+        fallback = _fallback_dir() / path.name
+        if path.parent == fallback.parent:
+            raise KeypointsError(
+                f"cannot write the ONNX graph {path} ({error}); pass backend='torch' "
+                "(--backend torch)"
+            ) from None
+        warnings.warn(
+            f"the cache folder {path.parent} is not writable ({error}); using "
+            f"{fallback.parent} (set KEYPOINTS_CACHE to a writable folder to keep it)",
+            stacklevel=3,
+        )
+        return cached_file(fallback, make)
+
+
+def open_session(path: Path, make: Callable[[Path], object], options) -> tuple[Path, Any]:
+    """An onnxruntime session on the cached graph ``path`` (made by ``make`` when absent).
+
+    A cached file that onnxruntime cannot load (empty, truncated, corrupt) is deleted and made
+    again, once, with a warning. Returns ``(path actually used, session)``.
+    """
+    import onnxruntime as ort
+
+    for attempt in range(2):
+        path = cached_file(path, make)
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return path, session
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors share no base class
+            if attempt:
+                raise KeypointsError(
+                    f"onnxruntime cannot load {path}, even made again ({error}); pass "
+                    "backend='torch' (--backend torch)"
+                ) from None
+            warnings.warn(
+                f"the cached ONNX graph {path} cannot be loaded ({str(error)[:200]}); "
+                "making it again",
+                stacklevel=3,
+            )
+            try:
+                path.unlink()
+            except OSError:  # a read-only cache: make it in the fallback folder
+                path = _fallback_dir() / path.name
+                path.unlink(missing_ok=True)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class OnnxDense:
     """An onnxruntime session on a model's exported dense graph (cached on disk)."""
 
@@ -306,15 +383,19 @@ class OnnxDense:
         import onnxruntime as ort
 
         self.digest, self.precision = state_digest(model), precision
-        path = cache_dir() / "onnx" / f"{model.name}-{graph_hash(model)}.onnx"
-        if not path.is_file():
-            export_onnx(model, path)
+        source = cache_dir() / "onnx" / f"{model.name}-{graph_hash(model)}.onnx"
+        path = source
         if precision == "int8":
-            recipe = fingerprint("int8", {"recipe": INT8_RECIPE}, path.stem)
-            quantized = path.with_name(f"{path.stem}-int8-{recipe}.onnx")
-            if not quantized.is_file():
-                quantize_int8(model, path, quantized)
-            path = quantized
+            recipe = fingerprint("int8", {"recipe": INT8_RECIPE}, source.stem)
+            path = source.with_name(f"{source.stem}-int8-{recipe}.onnx")
+
+        def make(target: Path) -> None:
+            if precision != "int8":
+                export_onnx(model, target)
+                return
+            fp32 = cached_file(target.with_name(source.name), lambda t: export_onnx(model, t))
+            quantize_int8(model, fp32, target)
+
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()
@@ -323,8 +404,7 @@ class OnnxDense:
         # onnxruntime's memory-pattern planner preallocates one block per input shape: without
         # it, peak RSS at 640x480 drops by about 150 MiB at the same speed
         options.enable_mem_pattern = False
-        self.path = path
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path, self.session = open_session(path, make, options)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The dense maps of ``image`` ``(B, C, H, W)``, as torch tensors on its device."""
@@ -359,10 +439,10 @@ def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
         return scores
     session = _NMS_SESSIONS.get(radius)
     if session is None:
-        from ..io import atomic_write
-
         path = cache_dir() / "onnx" / f"nms-r{radius}-opset{OPSET}-torch{torch.__version__}.onnx"
-        if not path.is_file():
+
+        def make(target: Path) -> None:
+            from ..io import atomic_write
 
             def write(tmp: str) -> None:
                 with torch.no_grad(), warnings.catch_warnings():
@@ -374,14 +454,14 @@ def onnx_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
                         opset_version=OPSET, dynamo=False,
                     )  # fmt: skip
 
-            atomic_write(path, write)
+            atomic_write(target, write)
+
         options = ort.SessionOptions()
         # One thread, the caller's: an onnxruntime thread pool beside torch's OpenMP threads
         # slowed the next torch convolutions by half (measured: bf16 SuperPoint dense 180 ms
         # after a 2-thread NMS, 120 ms after a 1-thread one), and the NMS itself is faster so.
         options.intra_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        _NMS_SESSIONS[radius] = session
+        session = _NMS_SESSIONS[radius] = open_session(path, make, options)[1]
     array = np.ascontiguousarray(scores.detach().cpu().numpy(), dtype=np.float32)
     return torch.from_numpy(session.run(None, {"scores": array})[0]).to(scores.device)
