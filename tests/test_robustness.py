@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -395,3 +397,74 @@ def test_unexpected_errors_exit_1_and_point_to_debug(monkeypatch, capsys):
     assert "Traceback" not in err
     assert main(["--debug", "models"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+_UNDER_RLIMIT = r"""
+import resource, sys
+limit = int(sys.argv[1]) << 20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from keypoints.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _cli_under_rlimit(megabytes: int, *args):
+    """The CLI in a subprocess whose address space is capped (RLIMIT_AS)."""
+    return subprocess.run([sys.executable, "-c", _UNDER_RLIMIT, str(megabytes), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_memory_budgets_under_rlimit_as(tmp_path):
+    """Memory stays bounded where it once exploded, in a process capped at 3 GiB of address
+    space: a match figure of a 1x500 and an 8x100000 image (once a 23 GB canvas), and a
+    9000x9000 JPEG (once 3.4 GB: a float64 copy of the image); an exact resize over the pixel
+    limit is refused before anything is allocated."""
+    thin, tall = tmp_path / "thin.png", tmp_path / "tall.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((500, 1)) * 255).astype(np.uint8)).save(thin)
+    Image.fromarray((rng.random((100000, 8)) * 255).astype(np.uint8)).save(tall)
+    figure = tmp_path / "m.png"
+    done = _cli_under_rlimit(3072, "match", thin, tall, "-m", "sift", "-o", figure)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with Image.open(figure) as picture:
+        assert max(picture.size) <= 16 * 100  # MAX_FIGURE_INCHES at 100 dpi
+
+    big = tmp_path / "big.jpg"
+    small = (rng.random((900, 900, 3)) * 255).astype(np.uint8)
+    Image.fromarray(small).resize((9000, 9000)).save(big, quality=90)
+    done = _cli_under_rlimit(3072, "detect", big, "-o", tmp_path / "out", "--no-plot")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "keypoints" in done.stdout
+
+    done = _cli_under_rlimit(3072, "detect", thin, "--resize", "20000x20000", "-o", tmp_path)
+    assert done.returncode == 2
+    assert "resize 20000x20000 (height x width) is 400000000 pixels, over the limit" in done.stderr
+
+
+def test_large_images_are_drawn_shrunk_in_original_coordinates():
+    """Plots shrink huge images for display (at most MAX_DISPLAY_SIDE pixels) but keep the axes
+    in original pixels, so the keypoints land where they belong."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from keypoints.features import Features, Matches
+    from keypoints.viz import MAX_DISPLAY_SIDE, plot_keypoints, plot_matches
+
+    image = np.zeros((6000, 9000, 3), np.uint8)
+    image[2000:2100, 7000:7100] = 255
+    features = Features(
+        keypoints=torch.tensor([[7049.5, 2049.5]]), scores=torch.ones(1),
+        descriptors=torch.ones(1, 4), image_size=(9000, 6000),
+    )  # fmt: skip
+    fig = plot_keypoints(image, features)
+    shown = fig.axes[0].images[0]
+    assert max(shown.get_array().shape[:2]) == MAX_DISPLAY_SIDE
+    assert tuple(shown.get_extent()) == (-0.5, 8999.5, 5999.5, -0.5)
+    matches = Matches(indices=torch.tensor([[0, 0]]), scores=None, distances=torch.zeros(1))
+    fig = plot_matches(image, image[:, :50], features, features, matches)
+    shown = fig.axes[0].images[0]
+    assert max(shown.get_array().shape[:2]) == MAX_DISPLAY_SIDE
+    assert shown.get_extent()[1] == 9000 + 10 + 50 - 0.5
+    width, height = fig.get_size_inches()
+    assert max(width, height) <= 16.5

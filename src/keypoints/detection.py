@@ -22,7 +22,7 @@ from .defaults import (
 )
 from .errors import ConfigError
 from .features import Features
-from .image import as_image_list, to_array
+from .image import as_image_list, check_resize, to_array
 from .models.protocol import Detector
 from .models.registry import load_model
 
@@ -77,6 +77,7 @@ def detect(
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    check_resize(resize, max_pixels)
     options = {k: v for k, v in options.items() if v is not None}
     net = load_model(model, device, backend, precision, **options)
     items = as_image_list(images)

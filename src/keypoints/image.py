@@ -206,11 +206,33 @@ def to_array(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     return array
 
 
+#: ``x / 255`` computed in float64 and rounded to float32 (as transformers rescales), per 8-bit
+#: value: a table lookup gives the same values without a float64 copy of the image.
+_UINT8_TO_FLOAT = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+
+#: Rows converted at a time where a whole float copy of a large image is not needed.
+_ROWS = 256
+
+
 def to_float(array: np.ndarray) -> np.ndarray:
     """``(H, W, C)`` uint8 or float32 -> float32 in [0, 1] (uint8 scaled as transformers does)."""
     if array.dtype == np.uint8:
-        return (array.astype(np.float64) * (1 / 255)).astype(np.float32)
+        return _UINT8_TO_FLOAT[array]
     return array.astype(np.float32, copy=False)
+
+
+def _luma(array: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` uint8 or float32 -> ``(H, W)`` float32 luma, a block of rows at a time.
+
+    Equal to ``rgb_to_grayscale(to_float(array))`` without the full float copy (4 bytes per
+    pixel instead of 16 at the peak).
+    """
+    if array.shape[2] == 1:
+        return to_float(array)[..., 0]
+    out = np.empty(array.shape[:2], np.float32)
+    for start in range(0, array.shape[0], _ROWS):
+        out[start : start + _ROWS] = rgb_to_grayscale(to_float(array[start : start + _ROWS]))
+    return out
 
 
 def rgb_to_grayscale(array: np.ndarray) -> np.ndarray:
@@ -279,6 +301,23 @@ def resized_shape(height: int, width: int, resize: int | Sequence[int] | None) -
     )
 
 
+def check_resize(resize: int | Sequence[int] | None, max_pixels: int | None) -> None:
+    """Refuse an exact ``(height, width)`` resize over the pixel limit ``max_pixels``.
+
+    The limit bounds the memory of an image after resizing too (an exact size upsamples);
+    an int ``resize`` never upsamples, so it cannot exceed the limit the image passed.
+    """
+    if max_pixels is None or resize is None or isinstance(resize, (int, np.integer)):
+        return
+    if isinstance(resize, Sequence) and len(resize) == 2:
+        pixels = int(resize[0]) * int(resize[1])
+        if pixels > max_pixels:
+            raise ConfigError(
+                f"resize {int(resize[0])}x{int(resize[1])} (height x width) is {pixels} pixels, "
+                f"over the limit of {max_pixels} (raise it with max_pixels= / --max-pixels)"
+            )
+
+
 def scale_keypoints_back(
     keypoints: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]
 ) -> torch.Tensor:
@@ -332,13 +371,18 @@ def prepare_array(
         A :class:`Prepared` image.
     """
     original = (int(array.shape[0]), int(array.shape[1]))
-    image = to_float(array)
+    size = resized_shape(*original, resize)
+    # float32 one channel at a time, each resized at once: the peak stays near 8 bytes per
+    # original pixel (a 9000x9000 JPEG: 1.2 GB instead of 3.4), the values unchanged
     if channels == 1:
-        image = rgb_to_grayscale(image)[..., None]
-    elif image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    size = resized_shape(image.shape[0], image.shape[1], resize)
-    image = resize_array(image, size)
+        image = resize_array(_luma(array)[..., None], size)
+    else:
+        image = np.concatenate(
+            [resize_array(to_float(array[..., c : c + 1]), size) for c in range(array.shape[2])],
+            axis=2,
+        )
+        if image.shape[2] == 1:
+            image = np.repeat(image, 3, axis=2)
     padded_h = max(multiple, -(-size[0] // multiple) * multiple)
     padded_w = max(multiple, -(-size[1] // multiple) * multiple)
     if (padded_h, padded_w) != size:

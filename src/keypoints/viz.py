@@ -7,7 +7,37 @@ import numpy as np
 from .features import Features
 from .image import ImageInput, to_array, to_float
 
-__all__ = ["plot_keypoints", "plot_matches"]
+__all__ = ["plot_keypoints", "plot_matches", "MAX_DISPLAY_SIDE", "MAX_FIGURE_INCHES"]
+
+#: Pictures are drawn with at most this many pixels on their longest side (the images are
+#: shrunk for display, keypoints scaled with them): the memory of a plot stays bounded (about
+#: 200 MB) whatever the images' sizes and aspect ratios.
+MAX_DISPLAY_SIDE = 4096
+#: A figure's longest side, in inches (a 1x500 beside an 8x100000 image once asked matplotlib
+#: for a 2300-inch figure: 23 GB).
+MAX_FIGURE_INCHES = 16.0
+
+
+def _shrink(array: np.ndarray, factor: float) -> np.ndarray:
+    """``array`` (H, W, C) float32 scaled by ``factor`` <= 1 (area averaging)."""
+    if factor >= 1.0:
+        return array
+    import cv2
+
+    height, width = array.shape[:2]
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    shrunk = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    return shrunk.reshape(size[1], size[0], array.shape[2])
+
+
+def _figure_size(width: float, height: float, longest: float) -> tuple[float, float]:
+    """Inches for a picture of ``width`` x ``height``.
+
+    ``longest`` on its longer side (capped at :data:`MAX_FIGURE_INCHES`), at least one inch on
+    each.
+    """
+    scale = min(longest, MAX_FIGURE_INCHES) / max(width, height, 1)
+    return max(width * scale, 1.0), max(height * scale, 1.0)
 
 
 def plot_keypoints(
@@ -35,15 +65,18 @@ def plot_keypoints(
     import matplotlib.pyplot as plt
 
     array = to_float(to_array(image))
+    height, width = array.shape[:2]
+    factor = min(1.0, MAX_DISPLAY_SIDE / max(height, width))
+    array = _shrink(array, factor)
     if array.shape[2] == 1:
         array = array[..., 0]
     if ax is None:
-        height, width = array.shape[:2]
-        scale = 8.0 / max(height, width)
-        fig, ax = plt.subplots(figsize=(max(width * scale, 1.0), max(height * scale, 1.0)))
+        fig, ax = plt.subplots(figsize=_figure_size(width, height, 8.0))
     else:
         fig = ax.figure
-    ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=1)
+    # drawn in original-image pixels whatever the display size
+    ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=1,
+              extent=(-0.5, width - 0.5, height - 0.5, -0.5))  # fmt: skip
     kpts = features.keypoints.detach().cpu().numpy()
     scores = features.scores.detach().cpu().numpy().astype(np.float64)
     if len(scores):
@@ -88,19 +121,24 @@ def plot_matches(
     from matplotlib.collections import LineCollection
 
     a0, a1 = (to_float(to_array(im)) for im in (image0, image1))
-    a0, a1 = (np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in (a0, a1))
-    height = max(a0.shape[0], a1.shape[0])
+    # the canvas in original pixels: both images side by side, tops aligned, 10 px apart
     gap = 10
-    canvas = np.ones((height, a0.shape[1] + gap + a1.shape[1], 3), np.float32)
-    canvas[: a0.shape[0], : a0.shape[1]] = a0
     offset = a0.shape[1] + gap
-    canvas[: a1.shape[0], offset:] = a1
+    height, width = max(a0.shape[0], a1.shape[0]), offset + a1.shape[1]
+    factor = min(1.0, MAX_DISPLAY_SIDE / max(height, width))  # shown shrunk when huge
+    a0, a1 = (_shrink(a, factor) for a in (a0, a1))
+    a0, a1 = (np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in (a0, a1))
+    shown = (max(1, round(height * factor)), max(1, round(width * factor)))
+    canvas = np.ones((*shown, 3), np.float32)
+    canvas[: a0.shape[0], : a0.shape[1]] = a0[: shown[0], : shown[1]]
+    start = min(round(offset * factor), shown[1] - 1)
+    canvas[: a1.shape[0], start : start + a1.shape[1]] = a1[: shown[0], : shown[1] - start]
     if ax is None:
-        scale = 12.0 / canvas.shape[1]
-        fig, ax = plt.subplots(figsize=(12.0, max(canvas.shape[0] * scale, 1.0) + 0.4))
+        inches = _figure_size(width, height, 12.0)
+        fig, ax = plt.subplots(figsize=(inches[0], inches[1] + 0.4))
     else:
         fig = ax.figure
-    ax.imshow(canvas)
+    ax.imshow(canvas, extent=(-0.5, width - 0.5, height - 0.5, -0.5))
     idx = matches.indices.cpu().numpy()
     good = np.ones(len(idx), bool) if inliers is None else np.asarray(inliers, bool)
     keep = np.arange(len(idx))

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from ..errors import KeypointsError
-from ..image import to_array
+from ..image import check_resize, to_array
 from ..io import FORMATS, save_features
 from ..models.registry import load_model
 from ..pipeline.stream import detect_stream
@@ -114,6 +114,7 @@ def detect(images, model, preset, compare, max_keypoints, threshold, nms_radius,
 
 def _detect_chunk(chunk, nets, resize, max_pixels, batch_size):
     """Per image of ``chunk``: ``{model: (features, ms)}``, or the first error of any model."""
+    check_resize(resize, max_pixels)
     found: dict[str, dict] = {image: {} for image in chunk}
     errors: dict[str, KeypointsError] = {}
     for name, net in nets.items():

@@ -34,6 +34,7 @@ from ..defaults import (
     ENGINES,
 )
 from ..errors import ConfigError, closest
+from ..image import check_resize
 from ..io.hloc import list_names
 from ..io.locks import exclusive
 from ..models.protocol import Detector
@@ -135,6 +136,7 @@ def extract_report(
     """
     start_time = time.perf_counter()
     _check_arguments(workers, shard_size, engine)
+    check_resize(resize, max_pixels)
     image_root, names = list_images(images)
     options = {k: v for k, v in options.items() if v is not None}
     loading = {k: options.pop(k) for k in _LOAD_ARGUMENTS if k in options}
