@@ -9,6 +9,8 @@ these as one line on stderr and exits with code 2.
 from __future__ import annotations
 
 import difflib
+import errno
+import re
 from collections.abc import Iterable
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "WeightsNotFoundError",
     "DatasetError",
     "closest",
+    "describe_os_error",
+    "check_device",
 ]
 
 
@@ -55,3 +59,58 @@ def closest(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+#: What to do about the operating-system errors a user meets.
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or write elsewhere",
+    errno.EFBIG: "the file is over the size limit; write elsewhere",
+    errno.EACCES: "permission denied; is the folder writable?",
+    errno.EPERM: "operation not permitted; is the folder writable?",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.ENAMETOOLONG: "the file name is too long (at most 255 bytes per name); shorten it",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an :class:`OSError`: the file, what happened and what to do.
+
+    HDF5 errors carry the errno only in their text (``errno = 28``): it is found there too.
+    """
+    code = error.errno
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    hint = _OS_HINTS.get(code) if code is not None else None
+    where = error.filename if error.filename is not None else None
+    if hint is None:
+        hint = error.strerror or str(error)
+    return f"{where}: {hint}" if where else hint
+
+
+def check_device(device) -> None:
+    """Raise :class:`ConfigError` when torch ``device`` cannot be used on this machine.
+
+    A CUDA or MPS device on a torch built without it, or an index past the devices there are.
+    """
+    import torch
+
+    target = torch.device(device)
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            build = (
+                "this torch build has no CUDA"
+                if torch.version.cuda is None
+                else ("no CUDA GPU is visible")
+            )
+            raise ConfigError(f"device '{device}' is not available: {build}; use --device cpu")
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device '{device}' is not available: {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+    elif target.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{device}' is not available on this machine; use --device cpu")

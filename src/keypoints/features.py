@@ -7,7 +7,45 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Features", "Matches"]
+__all__ = ["Features", "Matches", "check_arrays"]
+
+
+def check_arrays(data) -> None:
+    """Raise :class:`~keypoints.errors.KeypointsError` unless ``data`` holds valid features.
+
+    ``data`` maps hloc's names to arrays: ``keypoints (N, 2)`` finite numbers, ``scores (N,)``,
+    ``descriptors (N, D)`` (float, or uint8 for binary ones), ``image_size (2,)`` positive
+    integers, optional ``scales``/``oris`` ``(N,)``. The message names the first problem.
+    """
+    from .errors import KeypointsError
+
+    for key in ("keypoints", "scores", "descriptors", "image_size"):
+        if key not in data:
+            raise KeypointsError(f"'{key}' is missing")
+    arrays = {k: np.asarray(data[k]) for k in ("keypoints", "scores", "descriptors", "image_size")}
+    kpts, n = arrays["keypoints"], len(arrays["keypoints"])
+    problems = [
+        (kpts.ndim == 2 and kpts.shape[1] == 2, f"keypoints must be (N, 2), not {kpts.shape}"),
+        (np.issubdtype(kpts.dtype, np.number) and np.isfinite(kpts).all(),
+         "keypoints must be finite numbers"),
+        (arrays["scores"].shape == (n,), f"scores must be ({n},), not {arrays['scores'].shape}"),
+        (arrays["descriptors"].ndim == 2 and len(arrays["descriptors"]) == n,
+         f"descriptors must be ({n}, D), not {arrays['descriptors'].shape}"),
+        (arrays["descriptors"].dtype == np.uint8
+         or np.issubdtype(arrays["descriptors"].dtype, np.floating),
+         f"descriptors must be float or uint8 (binary), not {arrays['descriptors'].dtype}"),
+        (arrays["image_size"].shape == (2,) and np.issubdtype(arrays["image_size"].dtype,
+                                                              np.number)
+         and (arrays["image_size"] >= 1).all(),
+         f"image_size must be two positive numbers (width, height), not {arrays['image_size']}"),
+    ]  # fmt: skip
+    for key in ("scales", "oris"):
+        if key in data:
+            shape = np.shape(data[key])
+            problems.append((shape == (n,), f"{key} must be ({n},), not {shape}"))
+    for ok, message in problems:
+        if not ok:
+            raise KeypointsError(message)
 
 
 @dataclass
@@ -104,7 +142,11 @@ class Features:
 
     @classmethod
     def from_numpy(cls, data, model: str | None = None, fingerprint: str | None = None) -> Features:
-        """Inverse of :meth:`to_numpy` (accepts the dict or an opened ``.npz``)."""
+        """Inverse of :meth:`to_numpy` (accepts the dict or an opened ``.npz``).
+
+        The arrays are checked (see :func:`check_arrays`): data read from a file is untrusted.
+        """
+        check_arrays(data)
         w, h = (int(v) for v in np.asarray(data["image_size"]).tolist())
 
         def optional(key):

@@ -27,7 +27,7 @@ from .defaults import (
     GEOMETRIC_MODELS,
     MATCHERS,
 )
-from .errors import ConfigError, closest
+from .errors import ConfigError, check_device, closest
 from .features import Features, Matches
 from .models.config import Config, config_class
 from .models.lightglue import LightGlue, LightGlueMatcher, release_cached
@@ -220,8 +220,13 @@ def _mutual_nearest(features0: Features, features1: Features, conf) -> Matches:
             f"descriptor sizes differ ({d0.shape[1]} vs {d1.shape[1]}): were both images "
             "described by the same model?"
         )
-    nn01, dist01, second01, nn10 = _nearest_neighbours(d0, d1, metric, conf)
+    # a non-finite descriptor row (NaN, inf) matches nothing and leaves the others' matches
+    # as they would be without it (its distances become +inf instead of poisoning the minima)
+    finite = bool(torch.isfinite(d0).all() and torch.isfinite(d1).all())
+    nn01, dist01, second01, nn10 = _nearest_neighbours(d0, d1, metric, conf, finite)
     keep = nn10[nn01] == torch.arange(n0)
+    if not finite:
+        keep &= torch.isfinite(dist01)
     if conf.ratio is not None:
         keep &= dist01 < conf.ratio * second01
     if conf.max_distance is not None:
@@ -230,7 +235,8 @@ def _mutual_nearest(features0: Features, features1: Features, conf) -> Matches:
     return Matches(torch.stack([i0, nn01[i0]], dim=1), dist01[i0].float(), method="mnn")
 
 
-def _nearest_neighbours(d0: torch.Tensor, d1: torch.Tensor, metric: str, conf):
+def _nearest_neighbours(d0: torch.Tensor, d1: torch.Tensor, metric: str, conf,
+                        finite: bool = True):  # fmt: skip
     """Nearest neighbours both ways, computed in row blocks.
 
     Returns each row's nearest neighbour in ``d1``, its distance, the second nearest distance
@@ -246,6 +252,8 @@ def _nearest_neighbours(d0: torch.Tensor, d1: torch.Tensor, metric: str, conf):
     nn10 = torch.zeros(n1, dtype=torch.long)
     for start in range(0, n0, rows):
         block = _distances(d0[start : start + rows], d1, metric, sq1)
+        if not finite:
+            block.nan_to_num_(nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
         stop = start + len(block)
         if conf.ratio is not None and n1 >= 2:  # the second nearest neighbour is needed
             values, index = block.topk(2, dim=1, largest=False)
@@ -296,6 +304,8 @@ def load_matcher(
         The matcher; options and a precision other than the loaded one give a copy sharing
         the weights.
     """
+    if device is not None:
+        check_device(device)
     wrapped = getattr(weights, "matcher", None)
     if isinstance(wrapped, LightGlueMatcher):
         weights = wrapped

@@ -14,7 +14,7 @@ import traceback
 import click
 
 from .._version import __version__
-from ..errors import KeypointsError
+from ..errors import KeypointsError, describe_os_error
 from . import batch, detect, evaluate, info, match
 
 __all__ = ["cli", "main", "EXIT_USER_ERROR", "EXIT_UNEXPECTED"]
@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except KeypointsError as exc:
         click.echo(f"keypoints: error: {exc}", err=True)
+        code = EXIT_USER_ERROR
+    except OSError as exc:  # the user's files and disks: full, read-only, names too long
+        if debug:
+            traceback.print_exc()
+        click.echo(f"keypoints: error: {describe_os_error(exc)}", err=True)
         code = EXIT_USER_ERROR
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_UNEXPECTED

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..errors import KeypointsError
+from ..errors import KeypointsError, describe_os_error
 from ..image import check_resize, to_array
 from ..io import FORMATS, save_features
 from ..models.registry import load_model
@@ -99,9 +99,11 @@ def detect(images, model, preset, compare, max_keypoints, threshold, nms_radius,
                 if image in errors:
                     raise errors[image]
                 rows.extend(writer.write(image, found[image]))
-            except KeypointsError as exc:
+            except (KeypointsError, OSError) as exc:  # this image; the others go on
                 failures.append(image)
-                click.echo(f"keypoints: error: {exc}", err=True)
+                text = describe_os_error(exc) if isinstance(exc, OSError) and not isinstance(
+                    exc, KeypointsError) else exc  # fmt: skip
+                click.echo(f"keypoints: error: {text}", err=True)
     if progress is not None:
         progress.close()
     if rows:

@@ -69,7 +69,8 @@ def export_group():
 @export_group.command("onnx")
 @click.argument("model")
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--opset", type=click.IntRange(9, 20), default=17, show_default=True,
+              help="ONNX opset (torch's exporter writes 9 to 20).")  # fmt: skip
 def export_onnx_command(model, output, opset):
     """Write MODEL's dense network to OUTPUT (.onnx).
 

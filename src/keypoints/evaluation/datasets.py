@@ -55,6 +55,9 @@ def _read_homography(path: Path) -> np.ndarray:
         raise DatasetError(f"'{path}' is not a 3x3 text matrix ({exc})") from None
     if matrix.shape != (3, 3) or not np.isfinite(matrix).all():
         raise DatasetError(f"'{path}' is not a 3x3 matrix of finite numbers")
+    # the metrics warp both ways: a singular (or nearly singular) matrix has no inverse
+    if np.linalg.cond(matrix) > 1e12:
+        raise DatasetError(f"'{path}' is singular (not invertible): not a homography")
     return matrix
 
 

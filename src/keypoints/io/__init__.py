@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ImageNotFoundError, KeypointsError
 from ..features import Features
 
-__all__ = ["atomic_write", "save_features", "load_features", "FORMATS"]
+__all__ = ["atomic_write", "save_features", "load_features", "temp_prefix", "FORMATS"]
 
 FORMATS = ("npz", "json")
 
@@ -46,19 +48,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb") as f:  # on disk before it takes the final name
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and (error.filename is None or error.filename == tmp
+                                           or str(error.filename).endswith(".tmp")):  # fmt: skip
+            error.filename = str(path)  # the user's file, not our temporary name
         raise
     return path
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The name prefix of :func:`atomic_write`'s temporary files for ``path``.
+
+    ``.<name>.``; for a long name (the temporary must still fit in 255 bytes) ``.<hash>.`` of it.
+    """
+    name = Path(path).name
+    if len(os.fsencode(name)) > 200:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:20]
+    return f".{name}."
 
 
 def save_features(features: Features, path: str | os.PathLike, fmt: str | None = None) -> Path:
@@ -67,7 +84,8 @@ def save_features(features: Features, path: str | os.PathLike, fmt: str | None =
     ``npz``: arrays ``keypoints`` (N, 2) float32, ``scores`` (N,), ``descriptors`` (N, D),
     ``image_size`` (2,) = (width, height), ``scales``/``oris`` when present, and the strings
     ``model`` and ``fingerprint`` (0-d arrays) when known. ``json``: the same keys as lists and
-    strings, plus ``descriptor_dim``. ``fmt`` defaults to the file's suffix.
+    strings, plus ``descriptor_dim`` and ``descriptor_dtype`` (``uint8`` for binary
+    descriptors, which come back binary). ``fmt`` defaults to the file's suffix.
     """
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
@@ -86,31 +104,57 @@ def save_features(features: Features, path: str | os.PathLike, fmt: str | None =
             data = {k: v.tolist() for k, v in arrays.items()}
             data.update(labels)
             data["descriptor_dim"] = int(arrays["descriptors"].shape[1])
+            data["descriptor_dtype"] = str(arrays["descriptors"].dtype)  # uint8: binary (ORB)
             with open(tmp, "w") as f:
                 json.dump(data, f)
 
     return atomic_write(path, write)
 
 
+#: Descriptor dtypes a JSON file may name (None: written before the key existed).
+_DESCRIPTOR_DTYPES = {None: np.float32, "float32": np.float32, "float16": np.float32,
+                      "uint8": np.uint8}  # fmt: skip
+
+
 def load_features(path: str | os.PathLike) -> Features:
-    """Read what :func:`save_features` wrote (``.npz`` or ``.json``)."""
+    """Read what :func:`save_features` wrote (``.npz`` or ``.json``).
+
+    The file is untrusted input: npz files are read without pickle, and a missing, truncated or
+    malformed file raises :class:`~keypoints.errors.KeypointsError` naming it.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise ImageNotFoundError(f"{path}: no such features file")
+    try:
+        return _load_features(path)
+    except KeypointsError as error:
+        raise KeypointsError(f"{path}: not a valid features file ({error})") from None
+    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError,
+            zipfile.BadZipFile) as error:  # fmt: skip
+        raise KeypointsError(
+            f"{path}: not a valid features file ({type(error).__name__}: {str(error)[:200]})"
+        ) from None
+
+
+def _load_features(path: Path) -> Features:
     if path.suffix == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise KeypointsError("the JSON holds no object")
         return Features.from_numpy(
             {
                 "keypoints": np.asarray(data["keypoints"], dtype=np.float32).reshape(-1, 2),
                 "scores": np.asarray(data["scores"], dtype=np.float32),
-                "descriptors": np.asarray(data["descriptors"], dtype=np.float32).reshape(
-                    len(data["scores"]), int(data["descriptor_dim"])
-                ),
+                "descriptors": np.asarray(
+                    data["descriptors"], dtype=_DESCRIPTOR_DTYPES[data.get("descriptor_dtype")]
+                ).reshape(len(data["scores"]), int(data["descriptor_dim"])),
                 "image_size": data["image_size"],
                 **{k: data[k] for k in ("scales", "oris") if k in data},
             },
             model=data.get("model"),
             fingerprint=data.get("fingerprint"),
         )
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         arrays = dict(data)
     labels = {k: str(arrays.pop(k)) for k in ("model", "fingerprint") if k in arrays}
     return Features.from_numpy(arrays, **labels)

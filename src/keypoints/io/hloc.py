@@ -24,6 +24,7 @@ holds the matcher's settings as JSON.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import ImageNotFoundError, KeypointsError
-from ..features import Features, Matches
+from ..features import Features, Matches, check_arrays
 
 __all__ = [
     "write_features",
@@ -48,6 +49,31 @@ __all__ = [
     "open_h5",
     "text_attribute",
 ]
+
+
+def _untrusted(function):
+    """Turn the errors h5py raises on damaged files into one :class:`KeypointsError`.
+
+    Files are untrusted input: a damaged or hand-made file ends in a message naming it, never
+    in h5py's or numpy's own exception.
+    """
+
+    @functools.wraps(function)
+    def wrapper(source, *args, **kwargs):
+        if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
+            raise ImageNotFoundError(f"{os.fspath(source)}: no such file")
+        try:
+            return function(source, *args, **kwargs)
+        except KeypointsError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as error:
+            where = getattr(getattr(source, "file", None), "filename", None) or os.fspath(source)
+            raise KeypointsError(
+                f"{where} is damaged or not in hloc's layout ({type(error).__name__}: "
+                f"{str(error)[:200]})"
+            ) from None
+
+    return wrapper
 
 
 def open_h5(path: str | os.PathLike, what: str = "file") -> h5py.File:
@@ -86,6 +112,7 @@ def write_features(file: h5py.File | h5py.Group, name: str, features: Features,
         group.attrs["fingerprint"] = features.fingerprint
 
 
+@_untrusted
 def read_features(path: str | os.PathLike | h5py.File, name: str) -> Features:
     """The :class:`Features` of image ``name`` (float32 descriptors ``(N, D)``)."""
     if not isinstance(path, h5py.Group):
@@ -100,7 +127,13 @@ def read_features(path: str | os.PathLike | h5py.File, name: str) -> Features:
     def optional(key):
         return torch.from_numpy(dataset(group, key).astype(np.float32)) if key in group else None
 
-    width, height = (int(v) for v in dataset(group, "image_size"))
+    arrays = {k: dataset(group, k) for k in ("keypoints", "scores", "image_size")}
+    optional_arrays = {k: dataset(group, k) for k in ("scales", "oris") if k in group}
+    try:
+        check_arrays({**arrays, "descriptors": descriptors, **optional_arrays})
+    except KeypointsError as error:
+        raise KeypointsError(f"{path.file.filename}: features of '{name}': {error}") from None
+    width, height = (int(v) for v in arrays["image_size"])
     return Features(
         keypoints=torch.from_numpy(dataset(group, "keypoints").astype(np.float32)),
         scores=torch.from_numpy(dataset(group, "scores").astype(np.float32)),
@@ -136,6 +169,7 @@ def text_attribute(value) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@_untrusted
 def list_names(path: str | os.PathLike | h5py.Group) -> list[str]:
     """Names of the images with features in a features file, sorted.
 
@@ -186,6 +220,7 @@ def write_matches(file: h5py.File, name0: str, name1: str, matches: Matches,
     group.create_dataset("matching_scores0", data=values)
 
 
+@_untrusted
 def read_matches(
     path: str | os.PathLike | h5py.File,
     name0: str,
@@ -239,6 +274,7 @@ def read_matches(
     return pairs[:, ::-1].copy() if reverse else pairs
 
 
+@_untrusted
 def image_identity(group: h5py.Group) -> str:
     """A short hash identifying the features of one image in a features file.
 

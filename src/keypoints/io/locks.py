@@ -33,8 +33,10 @@ class BusyError(KeypointsError, RuntimeError):
 
 def lock_path(path: str | os.PathLike) -> Path:
     """The lock file of output ``path``: ``.<name>.lock`` in the same folder."""
+    from . import temp_prefix
+
     path = Path(path)
-    return path.with_name(f".{path.name}.lock")
+    return path.with_name(f"{temp_prefix(path)}lock")
 
 
 def remove_orphans(path: str | os.PathLike) -> list[Path]:
@@ -43,10 +45,12 @@ def remove_orphans(path: str | os.PathLike) -> list[Path]:
     Only call it while holding the output's lock (then they belong to dead runs). Returns the
     paths removed.
     """
+    from . import temp_prefix
+
     path = Path(path)
     removed = []
     if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
+        for tmp in path.parent.glob(f"{_glob_escape(temp_prefix(path))}*.tmp"):
             try:
                 if tmp.is_dir():
                     continue

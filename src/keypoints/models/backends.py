@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 OPSET = 17
+#: The opsets torch's TorchScript-based ONNX exporter writes (we export with ``dynamo=False``).
+_OPSETS = (9, 20)
 
 
 def onnxruntime_available() -> bool:
@@ -151,6 +153,10 @@ def export_onnx(model, path: str | os.PathLike, opset: int = OPSET) -> Path:
     """
     from ..io import atomic_write
 
+    low, high = _OPSETS
+    if not isinstance(opset, int) or not low <= opset <= high:
+        raise ConfigError(f"opset {opset} is not supported by torch's exporter; allowed: "
+                          f"{low} to {high}")  # fmt: skip
     channels = model.input_channels
     example = torch.rand(1, channels, 64, 96)
     names = list(model.dense_output_names)

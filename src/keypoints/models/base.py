@@ -263,6 +263,22 @@ def load_checked(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
     ]
     if wrong:
         raise WeightsError(f"weights do not fit {kind}: wrong shapes for {', '.join(wrong)}")
+    # integer tensors where the model has floats (they would load, converted, and give no
+    # keypoints), and NaN or infinite values, are damaged checkpoints
+    common = [k for k in own if k in state and own[k].is_floating_point()]
+    integral = [f"{k} ({state[k].dtype})" for k in common if not state[k].is_floating_point()]
+    if integral:
+        raise WeightsError(
+            f"weights do not fit {kind}: integer tensors where floats are expected: "
+            f"{', '.join(integral[:5])}" + (" ..." if len(integral) > 5 else "")
+        )
+    broken = [k for k in common if not bool(torch.isfinite(state[k]).all())]
+    if broken:
+        raise WeightsError(
+            f"the weights hold NaN or infinite values in {', '.join(broken[:5])}"
+            + (" ..." if len(broken) > 5 else "")
+            + "; the checkpoint is damaged"
+        )
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     problems = []

@@ -17,6 +17,8 @@ else:  # Python 3.10: only type checkers read it
         return lambda decorated: decorated
 
 
+import numpy as np
+
 from ..errors import ConfigError, closest
 
 __all__ = [
@@ -78,7 +80,7 @@ class Config:
 
     @classmethod
     def canonical(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """``kwargs`` with aliases resolved.
+        """``kwargs`` with aliases resolved and numpy scalars turned into Python numbers.
 
         An unknown name raises :class:`ConfigError` naming the closest valid one.
         """
@@ -91,7 +93,8 @@ class Config:
                     f"unknown option '{key}' for {cls.__name__}{closest(key, valid)}; "
                     f"valid options: {', '.join(valid)}"
                 )
-            out[name] = value
+            # numpy scalars (np.float32(0.1), np.int64(3)) are the numbers they hold
+            out[name] = value.item() if isinstance(value, np.generic) else value
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..defaults import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_PRECISION
-from ..errors import ConfigError, WeightsError, WeightsNotFoundError, closest
+from ..errors import ConfigError, WeightsError, WeightsNotFoundError, check_device, closest
 from . import aliked, disk, opencv, superpoint, superpoint_open, xfeat
 from .aliked import ALIKED
 from .aliked import VARIANTS as ALIKED_VARIANTS
@@ -129,6 +129,7 @@ def _to_device(net: Detector, device: str | torch.device | None) -> Detector:
         target = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise ConfigError(f"device '{device}' is not a torch device ({error})") from None
+    check_device(target)
     if isinstance(net, nn.Module):
         return net.to(target)
     if target.type != "cpu":

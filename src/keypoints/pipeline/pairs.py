@@ -44,8 +44,14 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise ImageNotFoundError(f"{path}: no such pairs file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path}: not a pairs file (a UTF-8 text file, one 'name0 name1' per line)"
+        ) from None
     pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

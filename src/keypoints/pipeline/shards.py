@@ -101,6 +101,7 @@ class ShardWriter:
         self.half = settings.half_descriptors
         self.file: h5py.File | None = None
         self.count = 0
+        self.broken = False
 
     def add(self, name: str, features: Features) -> None:
         """Write the features of image ``name``; a full shard is closed and renamed."""
@@ -112,7 +113,15 @@ class ShardWriter:
             self.tmp = self.parts / f"{stem}.h5.tmp"
             self.file = h5py.File(self.tmp, "w")
             self.file.attrs[CONFIG_ATTR] = self.config
-        write_features(self.file, name, features, self.half)
+        try:
+            write_features(self.file, name, features, self.half)
+        except BaseException:  # a full disk, a kill: never leave a half-written image behind
+            try:
+                if name in self.file:
+                    del self.file[name]
+            except Exception:  # noqa: BLE001 - the shard is beyond repair: dropped at close
+                self.broken = True
+            raise
         self.count += 1
         if self.count >= self.shard_size:
             self.close()
@@ -120,11 +129,19 @@ class ShardWriter:
     def close(self) -> None:
         """Complete the current shard: flush, fsync, rename into place."""
         if self.file is not None:
-            self.file.close()
-            with open(self.tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(self.tmp, self.final)
-        self.file, self.count = None, 0
+            file, broken = self.file, self.broken
+            self.file, self.count, self.broken = None, 0, False
+            try:
+                file.close()
+                if broken:  # dropped; the error that broke it is on its way to the caller
+                    self.tmp.unlink(missing_ok=True)
+                    return
+                with open(self.tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(self.tmp, self.final)
+            except BaseException:  # a shard that cannot be completed is dropped, never kept
+                self.tmp.unlink(missing_ok=True)
+                raise
 
     def __enter__(self) -> ShardWriter:
         """Return the writer itself."""
