@@ -297,7 +297,7 @@ for t in threads: t.join()
 assert not errors, errors
 for i in range(2, 8):
     np.testing.assert_array_equal(results[i].keypoints.numpy(), results[i % 2].keypoints.numpy())
-print("ok", len(results), sorted(p.name for p in __import__("pathlib").Path(sys.argv[3]).glob("onnx/*.onnx")))
+print("ok", len(results))
 """
 
 

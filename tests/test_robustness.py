@@ -9,11 +9,12 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLE, random_superpoint
+from conftest import DATA, EXAMPLE, random_superpoint, require
 from PIL import Image
 
 import keypoints
@@ -468,3 +469,162 @@ def test_large_images_are_drawn_shrunk_in_original_coordinates():
     assert shown.get_extent()[1] == 9000 + 10 + 50 - 0.5
     width, height = fig.get_size_inches()
     assert max(width, height) <= 16.5
+
+
+def test_api_results_are_right_or_refused(tmp_path):
+    """Once silent wrong results: a negative batch size, a NaN descriptor row, JSON round trips
+    of binary and SIFT features, the model name after an npz reload, numpy scalar options."""
+    from keypoints.io import load_features, save_features
+
+    image = str(DATA / "homography" / "oxford_affine" / "graf" / "img1.ppm")
+    require(Path(image))
+    with pytest.raises(keypoints.ConfigError, match="batch_size must be >= 1"):
+        keypoints.detect(image, "aliked-t16", batch_size=-1)
+
+    features = keypoints.detect(image, "aliked-t16", max_keypoints=200)[0]
+    other = keypoints.detect(str(Path(image).with_name("img2.ppm")), "aliked-t16",
+                             max_keypoints=200)[0]  # fmt: skip
+    clean = keypoints.match(features, other, method="mnn")
+    poisoned = features.descriptors.clone()
+    poisoned[0] = float("nan")
+    broken = keypoints.Features(keypoints=features.keypoints, scores=features.scores,
+                                descriptors=poisoned, image_size=features.image_size)  # fmt: skip
+    # as if the row were absent (matching the other rows alone, indices shifted back)
+    rest = keypoints.Features(keypoints=features.keypoints[1:], scores=features.scores[1:],
+                              descriptors=features.descriptors[1:],
+                              image_size=features.image_size)  # fmt: skip
+    expected = keypoints.match(rest, other, method="mnn").indices + torch.tensor([1, 0])
+    got = keypoints.match(broken, other, method="mnn")
+    assert len(clean) > 20 and len(got) >= len(clean) - 1 and torch.equal(got.indices, expected)
+    expected = keypoints.match(other, rest, method="mnn").indices + torch.tensor([0, 1])
+    assert torch.equal(keypoints.match(other, broken, method="mnn").indices, expected)
+
+    for model in ("orb", "sift"):
+        found = keypoints.detect(image, model, max_keypoints=100)[0]
+        for fmt in ("npz", "json"):
+            back = load_features(save_features(found, tmp_path / f"{model}.{fmt}"))
+            assert back.binary == found.binary and back.model == model
+            assert back.descriptors.dtype == found.descriptors.dtype
+            assert torch.equal(back.descriptors, found.descriptors)
+            assert torch.equal(back.scales, found.scales)
+            assert torch.equal(back.orientations, found.orientations)
+    reloaded = [load_features(save_features(f, tmp_path / f"{i}.npz"))
+                for i, f in enumerate(keypoints.detect([image, image], "aliked-n16"))]  # fmt: skip
+    assert reloaded[0].model == "aliked-n16"
+    assert keypoints.match(*reloaded).method == "lightglue"  # it can pick the weights
+
+    as_numpy = keypoints.detect(image, "aliked-t16", threshold=np.float32(0.25),
+                                nms_radius=np.int64(3), max_keypoints=np.int64(100))[0]  # fmt: skip
+    as_python = keypoints.detect(image, "aliked-t16", threshold=float(np.float32(0.25)),
+                                 nms_radius=3, max_keypoints=100)[0]  # fmt: skip
+    assert torch.equal(as_numpy.keypoints, as_python.keypoints)
+
+
+def test_damaged_weights_are_refused(tmp_path):
+    """NaN weights and integer weights once loaded silently and found 0 keypoints."""
+    from safetensors.torch import save_file
+
+    from keypoints.models.registry import load_model
+
+    state = {k: v.contiguous().clone() for k, v in load_model("aliked-t16").state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.ndim > 1)
+    nan = dict(state)
+    nan[name] = nan[name].clone()
+    nan[name].view(-1)[0] = float("nan")
+    save_file(nan, tmp_path / "nan.safetensors")
+    save_file({k: v.to(torch.int32) if v.is_floating_point() else v for k, v in state.items()},
+              tmp_path / "int.safetensors")  # fmt: skip
+    with pytest.raises(keypoints.WeightsError, match=f"NaN or infinite values in {name}"):
+        load_model(tmp_path / "nan.safetensors")
+    with pytest.raises(keypoints.WeightsError, match="integer tensors where floats"):
+        load_model(tmp_path / "int.safetensors")
+
+
+def _keypoints_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "keypoints", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, **kwargs)  # fmt: skip
+
+
+def _read_only_mounts_work() -> bool:
+    import shutil
+
+    if os.geteuid() != 0:
+        return True  # chmod is enough
+    if not shutil.which("unshare"):
+        return False
+    done = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind /tmp /tmp && "
+                           "mount -o remount,ro,bind /tmp"], capture_output=True)  # fmt: skip
+    return done.returncode == 0
+
+
+def _cli_with_read_only(folder, *args):
+    """The CLI with ``folder`` read-only: chmod, or as root a read-only bind mount in a private
+    mount namespace (root ignores permissions)."""
+    import shlex
+
+    if os.geteuid() != 0:
+        os.chmod(folder, 0o555)
+        try:
+            return _keypoints_cli(*args)
+        finally:
+            os.chmod(folder, 0o755)
+    command = " ".join(shlex.quote(str(a)) for a in (sys.executable, "-m", "keypoints", *args))
+    script = (f"mount --bind {shlex.quote(str(folder))} {shlex.quote(str(folder))} && "
+              f"mount -o remount,ro,bind {shlex.quote(str(folder))} && exec {command}")  # fmt: skip
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_environment_faults_end_in_one_line_and_exit_2(tmp_path):
+    """Read-only output folders, a file-size limit hit mid-extraction (EFBIG through
+    RLIMIT_FSIZE, as a full disk), names over 255 bytes, a device that does not exist: one line
+    naming the file or device and what to do, exit code 2, and nothing already written lost."""
+    from keypoints.io.hloc import list_names, read_features
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(1, 5):
+        source = require(DATA / "homography" / "oxford_affine" / "graf" / f"img{i}.ppm")
+        (images / f"img{i}.ppm").write_bytes(source.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    common = ("-m", "aliked-t16", "--resize", "320", "--max-keypoints", "300")
+    if _read_only_mounts_work():
+        done = _cli_with_read_only(out, "extract", images, "-o", out / "f.h5", *common)
+        assert done.returncode == 2 and "is the folder writable?" in done.stderr
+        done = _cli_with_read_only(out, "detect", images / "img1.ppm", "-o", out, *common)
+        assert done.returncode == 2
+        assert f"{out / 'img1.npz'}: the file system is read-only" in done.stderr
+
+    # a file-size limit reached while writing shards: the run stops with one line; what was
+    # complete is kept, and the rerun without the limit finishes with the full result
+    limited = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000)); "
+        "from keypoints.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    output = out / "f.h5"
+    done = subprocess.run([sys.executable, "-c", limited, "extract", str(images), "-o",
+                           str(output), "--shard-size", "1", *common],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "over the size limit" in done.stderr and "Traceback" not in done.stderr
+    assert not output.exists() or len(list_names(output)) < 4  # readable, partial
+    done = _keypoints_cli("extract", images, "-o", output, "--shard-size", "1", *common)
+    assert done.returncode == 0, done.stderr
+    reference = keypoints.extract(images, tmp_path / "reference.h5", "aliked-t16", resize=320,
+                                  max_keypoints=300, progress=False)  # fmt: skip
+    assert list_names(output) == list_names(reference)
+    for name in list_names(reference):
+        assert torch.equal(read_features(output, name).keypoints,
+                           read_features(reference, name).keypoints)  # fmt: skip
+
+    # a name over 255 bytes: that image fails, the others are written
+    long_name = images / ("x" * 300 + ".ppm")
+    done = _keypoints_cli("detect", long_name, images / "img2.ppm", "-o", out / "d", *common)
+    assert done.returncode == 2 and "the file name is too long" in done.stderr
+    assert (out / "d" / "img2.npz").is_file()
+
+    done = _keypoints_cli("detect", images / "img1.ppm", "--device", "cuda:7", "-o", out, *common)
+    assert done.returncode == 2 and "device 'cuda:7' is not available" in done.stderr

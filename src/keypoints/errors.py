@@ -23,6 +23,7 @@ __all__ = [
     "DatasetError",
     "closest",
     "describe_os_error",
+    "as_os_error",
     "check_device",
 ]
 
@@ -74,6 +75,18 @@ _OS_HINTS = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "it is a folder, not a file",
 }
+
+
+def as_os_error(error: BaseException) -> OSError | None:
+    """``error`` as an :class:`OSError` when it is one, or wraps one.
+
+    HDF5 reports write failures (a full disk, a size limit) as ``RuntimeError`` with
+    ``errno = N`` in the text; those count. None for anything else.
+    """
+    if isinstance(error, OSError):
+        return error
+    found = re.search(r"errno = (\d+)", str(error)) if isinstance(error, RuntimeError) else None
+    return OSError(int(found.group(1)), str(error)) if found else None
 
 
 def describe_os_error(error: OSError) -> str:

@@ -14,7 +14,7 @@ import traceback
 import click
 
 from .._version import __version__
-from ..errors import KeypointsError, describe_os_error
+from ..errors import KeypointsError, as_os_error, describe_os_error
 from . import batch, detect, evaluate, info, match
 
 __all__ = ["cli", "main", "EXIT_USER_ERROR", "EXIT_UNEXPECTED"]
@@ -66,16 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeypointsError as exc:
         click.echo(f"keypoints: error: {exc}", err=True)
         code = EXIT_USER_ERROR
-    except OSError as exc:  # the user's files and disks: full, read-only, names too long
-        if debug:
-            traceback.print_exc()
-        click.echo(f"keypoints: error: {describe_os_error(exc)}", err=True)
-        code = EXIT_USER_ERROR
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_UNEXPECTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if debug:
             traceback.print_exc()
+        os_error = as_os_error(exc)  # the user's files and disks: full, read-only, long names
+        if os_error is not None:
+            click.echo(f"keypoints: error: {describe_os_error(os_error)}", err=True)
+            return EXIT_USER_ERROR
         click.echo(
             f"keypoints: unexpected error: {type(exc).__name__}: {exc} "
             "(run `keypoints --debug ...` for the traceback, and please report it)",

@@ -7,16 +7,17 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ImageNotFoundError, KeypointsError
+from ..errors import ConfigError, ImageNotFoundError, KeypointsError, as_os_error
 from ..features import Features
 
-__all__ = ["atomic_write", "save_features", "load_features", "temp_prefix", "FORMATS"]
+__all__ = ["atomic_write", "save_features", "load_features", "temp_prefix", "naming", "FORMATS"]
 
 FORMATS = ("npz", "json")
 
@@ -65,6 +66,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
             error.filename = str(path)  # the user's file, not our temporary name
         raise
     return path
+
+
+@contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Operating-system errors in the block (HDF5's included) name ``path`` when they name none.
+
+    So a full disk while writing an output says which output.
+    """
+    try:
+        yield
+    except Exception as error:
+        os_error = as_os_error(error)
+        if os_error is None or isinstance(error, KeypointsError):
+            raise
+        if os_error.filename is None:
+            os_error.filename = os.fspath(path)
+        raise os_error from None
 
 
 def temp_prefix(path: str | os.PathLike) -> str:

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, ImageNotFoundError, KeypointsError
-from . import atomic_write
+from . import atomic_write, naming
 from .hloc import (
     check_pair_keys,
     dataset,
@@ -168,7 +168,7 @@ def import_colmap(
     # a complete one, and a failed or killed import leaves nothing behind (the next run removes
     # a killed one's temporary file)
     totals: list[int] = []
-    with exclusive(database):
+    with exclusive(database), naming(database):
         atomic_write(database, build)
     return _counts(pycolmap, database, totals[0])
 

@@ -35,6 +35,7 @@ from ..defaults import (
 )
 from ..errors import ConfigError, closest
 from ..image import check_resize
+from ..io import naming
 from ..io.hloc import list_names
 from ..io.locks import exclusive
 from ..models.protocol import Detector
@@ -144,7 +145,7 @@ def extract_report(
     settings = ExtractSettings.of(net, resize, half_descriptors)
 
     output = Path(output)
-    with exclusive(output):  # one writer per output; temporaries of dead runs are removed
+    with exclusive(output), naming(output):  # one writer per output; dead runs' temporaries go
         # what is done already: the output (same settings) and complete shards of a killed run
         parts = Path(f"{output}.parts")
         keep_output = check_output(output, settings, overwrite)

@@ -20,7 +20,7 @@ import torch
 from ..defaults import DEFAULT_MATCH_BATCH_SIZE, DEFAULT_MATCHER, DEFAULT_PRECISION
 from ..errors import ConfigError, KeypointsError
 from ..features import Features, Matches
-from ..io import atomic_write
+from ..io import atomic_write, naming
 from ..io.hloc import (
     check_pair_keys,
     image_identity,
@@ -118,7 +118,7 @@ def match_pairs(
     if method == "lightglue":
         kwargs.update(matcher=matcher, precision=precision)
 
-    with exclusive(output):
+    with exclusive(output), naming(output):
         keep = output.exists() and not overwrite
         done = _current(output, pairs, identities, record) if keep else set()
         todo = [(a, b) for a, b in pairs if pair_name(a, b) not in done]

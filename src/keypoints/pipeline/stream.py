@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import ImageError, KeypointsError, describe_os_error
+from ..errors import ImageError, KeypointsError, as_os_error, describe_os_error
 from ..features import Features
 from ..image import Prepared, to_array
 from ..models.protocol import Detector
@@ -28,8 +28,8 @@ def reason(error: BaseException) -> str:
     """One line saying why an item failed: our messages as they are, others with their type."""
     if isinstance(error, KeypointsError):
         return str(error)
-    if isinstance(error, OSError):
-        return describe_os_error(error)
+    if (os_error := as_os_error(error)) is not None:
+        return describe_os_error(os_error)
     return f"{type(error).__name__}: {error}"
 
 
