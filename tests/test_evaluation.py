@@ -138,6 +138,22 @@ def test_reader_errors_name_the_file(tmp_path):
         load_dataset(tmp_path / "nothing-here")
 
 
+def test_singular_ground_truth_is_refused(tmp_path, capsys):
+    """A singular homography cannot be inverted for the two-way metrics: refused naming it
+    (the CLI once ended in an unexpected LinAlgError)."""
+    from keypoints.cli import main
+
+    ox = tmp_path / "ox" / "boat"
+    ox.mkdir(parents=True)
+    for k in (1, 2):
+        write_pgm(ox / f"img{k}.pgm")
+    np.savetxt(ox / "H1to2p", np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 1.0]]))
+    with pytest.raises(DatasetError, match=r"H1to2p' is singular"):
+        load_dataset(tmp_path / "ox")
+    assert main(["eval", "homography", str(tmp_path / "ox"), "-o", str(tmp_path / "r")]) == 2
+    assert "is singular (not invertible)" in capsys.readouterr().err
+
+
 def test_every_pipeline_is_checked_before_any_image_is_read(tmp_path, monkeypatch):
     """A missing weight, an unknown estimator or rotation fail before the first detection (so
     no finished result is lost to a later pipeline's missing weight)."""
