@@ -322,13 +322,18 @@ def cached_file(path: Path, make: Callable[[Path], object]) -> Path:
     file beside it). When the cache folder is not writable (read-only, full), the entry is made
     in a private temporary folder instead, with a warning.
     """
-    from ..io.locks import waiting
+    from ..io import temp_prefix
+    from ..io.locks import remove_orphans, waiting
 
     try:
         if path.is_file():
             return path
         with waiting(path), _EXPORT_LOCK:
             if not path.is_file():
+                # temporaries of this entry found while holding its lock are a dead process's
+                remove_orphans(path)
+                for stale in path.parent.glob(f"{temp_prefix(path)}*.prepared.onnx"):
+                    stale.unlink(missing_ok=True)
                 make(path)
         return path
     except (OSError, KeypointsError) as error:
