@@ -149,15 +149,21 @@ def _run(image_dir, output, **popen):
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
 
 
+def _many_images(tmp_path, count: int):
+    """A folder of ``count`` real images (copies of the example and the ICL frames)."""
+    root = tmp_path / "images"
+    root.mkdir()
+    sources = [EXAMPLE, *sorted(require(DATA / "images" / "icl_snippet").glob("*.png"))]
+    for i in range(count):
+        shutil.copy(sources[i % len(sources)], root / f"{i:02d}.png")
+    return root
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
     """Kill the extraction (SIGKILL) part way, check the existing output still opens, rerun,
     and compare with an uninterrupted run."""
-    root = tmp_path / "images"
-    root.mkdir()
-    sources = [EXAMPLE, *sorted(require(DATA / "images" / "icl_snippet").glob("*.png"))]
-    for i in range(40):
-        shutil.copy(sources[i % len(sources)], root / f"{i:02d}.png")
+    root = _many_images(tmp_path, 40)
     reference = tmp_path / "reference.h5"
     assert _run(root, reference).wait(timeout=600) == 0
 
@@ -299,11 +305,7 @@ def test_settings_name_every_difference_and_workers_check_the_fingerprint(tmp_pa
 def test_two_runs_on_one_output_never_lose_data(tmp_path):
     """A second extract on the output of a running one refuses (exit 2, naming the first's
     PID) and the first finishes with every image; nothing of it is deleted."""
-    root = tmp_path / "images"
-    root.mkdir()
-    sources = [EXAMPLE, *sorted(require(DATA / "images" / "icl_snippet").glob("*.png"))]
-    for i in range(60):
-        shutil.copy(sources[i % len(sources)], root / f"{i:02d}.png")
+    root = _many_images(tmp_path, 60)
     output = tmp_path / "f.h5"
     first = _run(root, output)
     parts = tmp_path / "f.h5.parts"
