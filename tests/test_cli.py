@@ -137,6 +137,37 @@ def test_match_command(tmp_path):
     )
 
 
+def test_match_saves_results_and_honours_the_picture_format(tmp_path):
+    """``-o m.jpg`` writes JPEG bytes, an unknown suffix is refused before any work, and
+    ``--save`` keeps what the command computed: equal to the Python API's result."""
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    images = (graf / "img1.ppm", graf / "img2.ppm")
+    common = ("-m", "aliked-t16", "--resize", "480", "--max-keypoints", "500", "--verify",
+              "homography")  # fmt: skip
+    for fmt in ("npz", "json", "h5"):
+        saved = tmp_path / f"m.{fmt}"
+        result = run("match", *images, *common, "-o", tmp_path / "m.jpg", "--save", saved)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "m.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, not PNG
+        data = keypoints.io.load_matches(saved)
+        f0, f1 = keypoints.detect(list(map(str, images)), "aliked-t16", resize=480,
+                                  max_keypoints=500)  # fmt: skip
+        matches = keypoints.match(f0, f1)
+        fit = keypoints.verify(f0, f1, matches, "homography")
+        np.testing.assert_array_equal(data["keypoints0"], f0.keypoints.numpy())
+        np.testing.assert_array_equal(data["matches"], matches.indices.numpy())
+        np.testing.assert_array_equal(data["inliers"], fit.inliers)
+        np.testing.assert_allclose(data["matrix"], fit.matrix, rtol=1e-6)
+        assert data["geometry"] == "homography" and data["method"] == matches.method
+        assert data["image1"] == str(images[1]) and data["model0"] == "aliked-t16"
+    refused = [(("-o", tmp_path / "m.gif"), "cannot write a picture as 'm.gif'"),
+               (("--save", tmp_path / "m.txt"), "cannot save matches as '.txt'")]  # fmt: skip
+    for bad, message in refused:
+        result = run("match", *images, *bad)
+        assert result.returncode == 2 and message in result.stderr
+        assert "keypoints:" not in result.stdout  # refused before detecting anything
+
+
 def test_match_command_fast_mode(tmp_path):
     """--precision fast through the whole command: the default pipeline (ALIKED + LightGlue,
     both in their fast precision) still finds the example's homography; SIFT accepts it too."""

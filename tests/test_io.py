@@ -181,3 +181,35 @@ def test_locks_refuse_a_second_writer_and_wait_for_a_cache(tmp_path):
     for thread in threads:
         thread.join()
     assert peak[0] == 1
+
+
+@pytest.mark.parametrize("fmt", ["npz", "json", "h5"])
+def test_saved_matches_round_trip(files, tmp_path, fmt):
+    """Every key comes back equal, a missing matrix as NaN; damaged files are refused."""
+    from keypoints.io import load_matches, save_matches
+    from keypoints.matching import Verification
+
+    _, features, _, names, _ = files
+    f0, f1 = (read_features(features, n) for n in names[:2])
+    matches = keypoints.match(f0, f1, method="mnn")
+    for matrix in (np.arange(9.0).reshape(3, 3), None):
+        fit = Verification("homography", matrix, np.arange(len(matches)) % 2 == 0, "no luck")
+        path = save_matches(tmp_path / f"m.{fmt}", f0, f1, matches, fit, names=("a", "b"))
+        data = load_matches(path)
+        np.testing.assert_array_equal(data["keypoints0"], f0.keypoints.numpy())
+        np.testing.assert_array_equal(data["keypoints1"], f1.keypoints.numpy())
+        np.testing.assert_array_equal(data["matches"], matches.indices.numpy())
+        np.testing.assert_array_equal(data["distances"], matches.distances.numpy())
+        assert np.isnan(data["scores"]).all() and data["method"] == "mnn"
+        np.testing.assert_array_equal(data["inliers"], fit.inliers)
+        if matrix is None:
+            assert np.isnan(data["matrix"]).all()
+        else:
+            np.testing.assert_array_equal(data["matrix"], matrix)
+        assert (data["image0"], data["geometry"], data["message"]) == ("a", "homography",
+                                                                       "no luck")  # fmt: skip
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(KeypointsError, match=f"m.{fmt}: not a valid matches file"):
+        load_matches(path)
+    with pytest.raises(keypoints.ConfigError, match="cannot save matches as '.txt'"):
+        save_matches(tmp_path / "m.txt", f0, f1, matches)

@@ -7,7 +7,18 @@ import numpy as np
 from .features import Features
 from .image import ImageInput, to_array, to_float
 
-__all__ = ["plot_keypoints", "plot_matches", "MAX_DISPLAY_SIDE", "MAX_FIGURE_INCHES"]
+__all__ = [
+    "plot_keypoints",
+    "plot_matches",
+    "save_figure",
+    "figure_format",
+    "FIGURE_FORMATS",
+    "MAX_DISPLAY_SIDE",
+    "MAX_FIGURE_INCHES",
+]
+
+#: Picture formats by file suffix (matplotlib's writers; JPEG through Pillow).
+FIGURE_FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "pdf": "pdf", "svg": "svg"}
 
 #: Pictures are drawn with at most this many pixels on their longest side (the images are
 #: shrunk for display, keypoints scaled with them): the memory of a plot stays bounded (about
@@ -16,6 +27,36 @@ MAX_DISPLAY_SIDE = 4096
 #: A figure's longest side, in inches (a 1x500 beside an 8x100000 image once asked matplotlib
 #: for a 2300-inch figure: 23 GB).
 MAX_FIGURE_INCHES = 16.0
+
+
+def figure_format(path) -> str:
+    """The picture format of ``path``'s suffix (``"png"``, ``"jpg"``, ``"pdf"``, ``"svg"``).
+
+    Other suffixes raise :class:`~keypoints.errors.ConfigError`: a ``.jpg`` name never gets
+    PNG bytes.
+    """
+    from pathlib import Path
+
+    from .errors import ConfigError, closest
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        raise ConfigError(
+            f"cannot write a picture as '{Path(path).name}'{closest(suffix, FIGURE_FORMATS)}: "
+            f"use one of {', '.join('.' + s for s in FIGURE_FORMATS)}"
+        )
+    return FIGURE_FORMATS[suffix]
+
+
+def save_figure(fig, path, dpi: int = 100):
+    """Save a matplotlib figure at ``path`` in the format of its suffix, atomically.
+
+    Returns the path. See :func:`figure_format`.
+    """
+    from .io import atomic_write
+
+    fmt = figure_format(path)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
 
 
 def _shrink(array: np.ndarray, factor: float) -> np.ndarray:

@@ -13,6 +13,7 @@ from ..image import check_resize, to_array
 from ..io import FORMATS, save_features
 from ..models.registry import load_model
 from ..pipeline.stream import detect_stream
+from ..viz import save_figure
 from .options import (
     backend_option,
     detector_options,
@@ -24,7 +25,6 @@ from .options import (
     preset_option,
     print_table,
     resize_option,
-    save_figure,
 )
 
 EXIT_USER_ERROR = 2

@@ -10,6 +10,7 @@ from ..detection import detect
 from ..matching import verify
 from ..models.registry import load_model
 from ..rotation import searches
+from ..viz import save_figure
 from .options import (
     backend_option,
     estimator_option,
@@ -24,7 +25,6 @@ from .options import (
     ransac_option,
     resize_option,
     rotation_option,
-    save_figure,
     threshold_option,
     verify_option,
 )
@@ -48,14 +48,30 @@ from .options import (
 @rotation_option
 @click.option("-o", "--output", default="matches.png", show_default=True,
               type=click.Path(dir_okay=False),
-              help="Picture of the matches (inliers green, outliers red).")  # fmt: skip
+              help="Picture of the matches (inliers green, outliers red): .png, .jpg, .pdf "
+              "or .svg.")  # fmt: skip
+@click.option(
+    "--save",
+    "save_path",
+    type=click.Path(dir_okay=False),
+    help="Also save the results (keypoints, matches, scores, the fitted matrix and its "
+    "inliers) as .npz, .json or .h5 (keypoints.io.load_matches reads them).",
+)
 @backend_option
 @precision_option
 def match_command(image0, image1, model, preset, max_keypoints, threshold, resize, ratio,
                   max_distance, matcher, matcher_weights, verify_model, estimator,
-                  ransac_threshold, rotation, output, backend, precision):  # fmt: skip
-    """Match two images and draw the matches."""
+                  ransac_threshold, rotation, output, save_path, backend,
+                  precision):  # fmt: skip
+    """Match two images, draw the matches and optionally save them."""
     import matplotlib
+
+    from ..io.results import match_format, save_matches
+    from ..viz import figure_format
+
+    figure_format(output)  # both names checked before any work
+    if save_path is not None:
+        match_format(save_path)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -103,3 +119,6 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
     save_figure(fig, Path(output))
     plt.close(fig)
     click.echo(f"wrote {output}")
+    if save_path is not None:
+        save_matches(save_path, f0, f1, matches, fit_result, names=(image0, image1))
+        click.echo(f"wrote {save_path}")

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -247,10 +246,3 @@ def print_table(header, rows) -> None:
     click.echo("  ".join("-" * w for w in widths))
     for row in rows:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
-
-
-def save_figure(fig, path: Path) -> None:
-    """Save a matplotlib figure as PNG, atomically."""
-    from ..io import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -17,7 +17,16 @@ import numpy as np
 from ..errors import ConfigError, ImageNotFoundError, KeypointsError, as_os_error
 from ..features import Features
 
-__all__ = ["atomic_write", "save_features", "load_features", "temp_prefix", "naming", "FORMATS"]
+__all__ = [
+    "atomic_write",
+    "save_features",
+    "load_features",
+    "save_matches",
+    "load_matches",
+    "temp_prefix",
+    "naming",
+    "FORMATS",
+]
 
 FORMATS = ("npz", "json")
 
@@ -176,3 +185,6 @@ def _load_features(path: Path) -> Features:
         arrays = dict(data)
     labels = {k: str(arrays.pop(k)) for k in ("model", "fingerprint") if k in arrays}
     return Features.from_numpy(arrays, **labels)
+
+
+from .results import load_matches, save_matches  # noqa: E402 - uses atomic_write above
