@@ -107,7 +107,7 @@ def detect(images, model, preset, compare, max_keypoints, threshold, nms_radius,
     if progress is not None:
         progress.close()
     if rows:
-        print_table(("image", "model", "size", "keypoints", "ms"), rows)
+        print_table(("image", "model", "size", "keypoints", "ms", "written to"), rows)
         click.echo(f"wrote {len(rows)} result(s) to {outdir}/")
     if failures:
         click.echo(f"keypoints: {len(failures)} of {len(images)} image(s) failed", err=True)
@@ -139,16 +139,17 @@ class _Writer:
 
     def write(self, image: str, results: dict) -> list[tuple]:
         """Write the files of ``image``; returns its table rows."""
-        stem = _unique_stem(Path(image).stem, self.stems)
-        for name, (features, _) in results.items():
-            suffix = f".{_safe(name)}" if self.compare else ""
-            save_features(features, self.outdir / f"{stem}{suffix}.{self.fmt}", self.fmt)
-        if not self.no_plot:
-            self._plot(image, stem, results)
+        stem = _unique_stem(Path(image).stem, self.stems)  # two a.png -> a.npz, a_2.npz
         rows = []
         for name, (features, ms) in results.items():
+            suffix = f".{_safe(name)}" if self.compare else ""
+            path = self.outdir / f"{stem}{suffix}.{self.fmt}"
+            save_features(features, path, self.fmt)
             width, height = features.image_size
-            rows.append((image, name, f"{width}x{height}", str(len(features)), f"{ms:.0f}"))
+            rows.append((image, name, f"{width}x{height}", str(len(features)), f"{ms:.0f}",
+                         path.name))  # fmt: skip
+        if not self.no_plot:
+            self._plot(image, stem, results)
         return rows
 
     def _plot(self, image: str, stem: str, results: dict) -> None:
