@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -48,8 +48,66 @@ def check_arrays(data) -> None:
             raise KeypointsError(message)
 
 
-@dataclass
-class Features:
+class _TensorRecord:
+    """Equality, selection and device moves shared by :class:`Features` and :class:`Matches`.
+
+    Subclasses are dataclasses listing their per-item tensors (first dimension: one row per
+    keypoint or match) in ``_rows``; other fields are copied as they are.
+    """
+
+    _rows: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        """Same type and equal fields; tensors equal in dtype, shape and values."""
+        if type(other) is not type(self):
+            return NotImplemented
+        for item in fields(self):  # type: ignore[arg-type]
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if isinstance(mine, torch.Tensor) or isinstance(theirs, torch.Tensor):
+                if not (isinstance(mine, torch.Tensor) and isinstance(theirs, torch.Tensor)):
+                    return False
+                if mine.dtype != theirs.dtype or not torch.equal(mine.cpu(), theirs.cpu()):
+                    return False
+            elif mine != theirs:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like its tensors
+
+    def __getitem__(self, index):
+        """The rows ``index`` selects: a slice, integer indices, or a boolean mask.
+
+        Accepts what torch indexing accepts (tensors, numpy arrays, lists); an int selects
+        one row and keeps the dimension. Returns the same type, sharing nothing it need not.
+        """
+        if isinstance(index, int | np.integer):
+            index = slice(int(index), int(index) + 1 or None)
+        elif isinstance(index, np.ndarray | list):
+            index = torch.as_tensor(np.asarray(index))
+        values = {
+            item.name: getattr(self, item.name)[index]
+            if item.name in self._rows and getattr(self, item.name) is not None
+            else getattr(self, item.name)
+            for item in fields(self)  # type: ignore[arg-type]
+        }
+        return type(self)(**values)
+
+    def to(self, device: str | torch.device):
+        """A copy with every tensor on ``device``."""
+        values = {
+            item.name: value.to(device) if isinstance(value := getattr(self, item.name),
+                                                      torch.Tensor) else value
+            for item in fields(self)  # type: ignore[arg-type]
+        }  # fmt: skip
+        return type(self)(**values)
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """Everything as numpy arrays (:meth:`to_numpy`)."""
+        return self.to_numpy()  # type: ignore[attr-defined]
+
+
+@dataclass(eq=False)
+class Features(_TensorRecord):
     """Keypoints, scores and descriptors of one image.
 
     Attributes:
@@ -80,6 +138,8 @@ class Features:
     scales: torch.Tensor | None = None
     orientations: torch.Tensor | None = None
     fingerprint: str | None = None
+
+    _rows = ("keypoints", "scores", "descriptors", "scales", "orientations")
 
     def __len__(self) -> int:
         """The number of keypoints."""
@@ -128,16 +188,24 @@ class Features:
     def to_cv2(self, size: float = 8.0) -> list:
         """List of ``cv2.KeyPoint`` (same pixel convention as ours).
 
-        ``response`` is the score, ``size`` the given diameter (SuperPoint has no scale; 8 px is
-        one cell).
+        ``response`` is the score; ``size`` and ``angle`` are the keypoints' own when the
+        detector gives them (SIFT, ORB: ``scales`` in pixels, ``orientations`` in radians,
+        converted to OpenCV's degrees), else the given diameter ``size`` (SuperPoint has no
+        scale; 8 px is one cell) and -1 (no angle).
         """
         import cv2
 
         kpts = self.keypoints.detach().cpu().tolist()
         scores = self.scores.detach().cpu().tolist()
+        count = len(kpts)
+        sizes = [size] * count if self.scales is None else self.scales.detach().cpu().tolist()
+        if self.orientations is None:
+            angles = [-1.0] * count
+        else:
+            angles = (np.degrees(self.orientations.detach().cpu().numpy()) % 360).tolist()
         return [
-            cv2.KeyPoint(float(x), float(y), float(size), -1.0, float(s))
-            for (x, y), s in zip(kpts, scores)
+            cv2.KeyPoint(float(x), float(y), float(d), float(a), float(s))
+            for (x, y), s, d, a in zip(kpts, scores, sizes, angles)
         ]
 
     @classmethod
@@ -167,8 +235,8 @@ class Features:
         )
 
 
-@dataclass
-class Matches:
+@dataclass(eq=False)
+class Matches(_TensorRecord):
     """Correspondences between two :class:`Features`.
 
     Attributes:
@@ -186,6 +254,8 @@ class Matches:
     distances: torch.Tensor
     scores: torch.Tensor | None = None
     method: str | None = None
+
+    _rows = ("indices", "distances", "scores")
 
     def __len__(self) -> int:
         """The number of matches."""

@@ -495,6 +495,14 @@ class Verification:
     estimator: str = DEFAULT_ESTIMATOR
     threshold: float = DEFAULT_RANSAC_THRESHOLD
 
+    def __repr__(self) -> str:
+        """One line: the model, inliers out of matches, the estimator (not the arrays)."""
+        found = "fitted" if self.matrix is not None else f"no matrix: {self.message}"
+        return (
+            f"Verification({self.model}, {self.num_inliers}/{len(self.inliers)} inliers, "
+            f"{found}, {self.estimator} {self.threshold} px)"
+        )
+
     @property
     def success(self) -> bool:
         """True when a matrix was estimated."""
