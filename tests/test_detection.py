@@ -155,3 +155,19 @@ def test_plot_keypoints_sizes_by_score():
     sizes = scatter.get_sizes()
     assert sizes[1] > sizes[0]
     np.testing.assert_allclose(scatter.get_facecolor()[0][:3], matplotlib.colors.to_rgb("cyan"))
+
+
+@pytest.mark.parametrize("model", ["aliked-t16", "sift"])
+def test_bgr_arrays_from_opencv(model):
+    """``cv2.imread`` gives BGR: with channels="bgr" the result equals the file's; without it
+    red and blue are swapped (other keypoints), as documented."""
+    import cv2
+
+    reference = keypoints.detect(str(EXAMPLE), model, max_keypoints=300)[0]
+    bgr = cv2.imread(str(EXAMPLE))
+    assert keypoints.detect(bgr, model, max_keypoints=300, channels="bgr")[0] == reference
+    swapped = keypoints.detect(bgr, model, max_keypoints=300)[0]
+    assert len(swapped) != len(reference) or not torch.equal(swapped.keypoints,
+                                                             reference.keypoints)  # fmt: skip
+    with pytest.raises(ConfigError, match="channels must be 'rgb' or 'bgr'"):
+        keypoints.detect(bgr, model, channels="BGR")

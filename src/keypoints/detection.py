@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .defaults import (
@@ -39,6 +40,7 @@ def detect(
     precision: str = DEFAULT_PRECISION,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    channels: str = "rgb",
     **options,
 ) -> list[Features]:
     """Detect and describe keypoints.
@@ -65,6 +67,10 @@ def detect(
             share a forward pass. Images are never padded to another's size, so each gets the
             same keypoints as when run alone.
         max_pixels: refuse larger images (Pillow's decompression-bomb limit by default).
+        channels: the channel order of numpy arrays: ``"rgb"`` (default; Pillow, matplotlib,
+            imageio, transformers) or ``"bgr"`` (OpenCV's ``cv2.imread``: **pass
+            channels="bgr" for its arrays**, or they are read as RGB with red and blue
+            swapped). Files and PIL images are always decoded as RGB.
         **options: model options, the same names for every model: ``max_keypoints`` (-1:
             all), ``threshold``, ``nms_radius`` (learned models); None means the model's
             default; unknown names raise :class:`~keypoints.errors.ConfigError`. They are
@@ -78,6 +84,8 @@ def detect(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     check_resize(resize, max_pixels)
+    if channels not in ("rgb", "bgr"):
+        raise ConfigError(f"channels must be 'rgb' or 'bgr', got {channels!r}")
     options = {k: v for k, v in options.items() if v is not None}
     net = load_model(model, device, backend, precision, **options)
     items = as_image_list(images)
@@ -85,6 +93,16 @@ def detect(
     # Work through the input in chunks so memory stays bounded.
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
+        if channels == "bgr":
+            chunk = [_bgr_to_rgb(x) for x in chunk]
         prepared = [net.prepare(to_array(x, max_pixels=max_pixels), resize) for x in chunk]
         results.extend(net.extract(prepared))
     return results
+
+
+def _bgr_to_rgb(image):
+    """A BGR(A) numpy array as RGB(A); anything else as it is."""
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
+        order = [2, 1, 0, 3][: image.shape[2]]
+        return image[..., order]
+    return image
