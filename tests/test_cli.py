@@ -168,6 +168,17 @@ def test_match_saves_results_and_honours_the_picture_format(tmp_path):
         assert "keypoints:" not in result.stdout  # refused before detecting anything
 
 
+def test_match_fails_early_on_missing_lightglue_weights(tmp_path):
+    """Offline without SIFT's LightGlue, the weights are reported before any image is read (a
+    missing image would otherwise be the first error)."""
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    env = {"KEYPOINTS_CACHE": str(tmp_path / "empty-cache")}
+    result = run("match", graf / "img1.ppm", tmp_path / "missing.png", "-m", "sift",
+                 "--matcher", "lightglue", env=env)  # fmt: skip
+    assert result.returncode == 2
+    assert "sift_lightglue.pth" in result.stderr and "missing.png" not in result.stderr
+
+
 def test_match_command_fast_mode(tmp_path):
     """--precision fast through the whole command: the default pipeline (ALIKED + LightGlue,
     both in their fast precision) still finds the example's homography; SIFT accepts it too."""

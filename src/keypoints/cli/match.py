@@ -84,6 +84,10 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
     extra = given(matcher=load_matcher_weights(matcher_weights))
     if chosen.matcher != "mnn":
         extra["precision"] = precision
+    if chosen.matcher == "lightglue":  # missing weights fail now, not after detecting
+        from ..matching import lightglue_weights_for, load_matcher
+
+        load_matcher(extra.get("matcher") or lightglue_weights_for(net.name), precision=precision)
 
     def fit(f0, f1, matches):
         return verify(f0, f1, matches, verify_model or "fundamental", ransac_threshold,

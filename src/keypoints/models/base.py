@@ -288,7 +288,7 @@ def load_checked(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
         problems.append(f"unexpected keys {', '.join(unexpected)}")
     if problems and strict:
         raise WeightsError(
-            f"weights do not fit {kind}: {'; '.join(problems)}. Pass strict=False to load "
+            f"weights do not fit {kind}: {'; '.join(problems)}. In Python, strict=False loads "
             "them anyway (missing layers keep their random initialisation)"
         )
     if problems:
