@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -177,6 +178,22 @@ def test_match_fails_early_on_missing_lightglue_weights(tmp_path):
                  "--matcher", "lightglue", env=env)  # fmt: skip
     assert result.returncode == 2
     assert "sift_lightglue.pth" in result.stderr and "missing.png" not in result.stderr
+
+
+def test_detect_a_folder_and_the_package_is_typed(tmp_path):
+    """detect takes folders as extract does (recursively); py.typed ships for type checkers."""
+    graf = require(DATA / "homography" / "oxford_affine" / "graf")
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(graf / "img1.ppm", folder / "a.ppm")
+    shutil.copy(graf / "img2.ppm", folder / "sub" / "b.ppm")
+    (folder / "notes.txt").write_text("not an image")
+    result = run("detect", folder, "-m", "aliked-t16", "--no-plot", "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.npz", "b.npz"]
+    import keypoints as package
+
+    assert (Path(package.__file__).parent / "py.typed").is_file()
 
 
 def test_match_command_fast_mode(tmp_path):

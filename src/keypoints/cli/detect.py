@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
+from ..defaults import DEFAULT_BATCH_SIZE
 from ..errors import KeypointsError, describe_os_error
 from ..image import check_resize, to_array
 from ..io import FORMATS, save_features
@@ -65,14 +67,18 @@ EXIT_USER_ERROR = 2
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=1,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Images per call (same-size images share a forward pass).",
+    help="Images decoded at a time (same-size images share a forward pass), as in Python.",
 )
 @max_pixels_option
 def detect(images, model, preset, compare, max_keypoints, threshold, nms_radius, resize, outdir,
            fmt, no_plot, device, backend, precision, batch_size, max_pixels):  # fmt: skip
-    """Detect keypoints in IMAGE... and write one plot and one result file per image."""
+    """Detect keypoints in IMAGE... and write one plot and one result file per image.
+
+    An IMAGE that is a folder stands for the images in it (searched recursively, as extract
+    does).
+    """
     from huggingface_hub.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # our one-line message replaces the Hub's retry chatter
@@ -86,6 +92,7 @@ def detect(images, model, preset, compare, max_keypoints, threshold, nms_radius,
         import matplotlib
 
         matplotlib.use("Agg")
+    images = _expand_folders(images)
     writer = _Writer(Path(outdir), fmt, bool(compare), no_plot)
     rows, failures = [], []
     progress = _progress(images)
@@ -164,6 +171,20 @@ class _Writer:
         fig.tight_layout()
         save_figure(fig, self.outdir / f"{stem}{'_compare' if self.compare else ''}.png")
         plt.close(fig)
+
+
+def _expand_folders(images) -> list[str]:
+    """The arguments with each folder replaced by its images (sorted, recursively)."""
+    from ..pipeline.images import list_images
+
+    out = []
+    for image in images:
+        if os.path.isdir(image):
+            root, names = list_images(image)
+            out.extend(str(root / name) for name in names)
+        else:
+            out.append(image)
+    return out
 
 
 def _safe(name: str) -> str:
