@@ -10,7 +10,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 FORMATS = ("npz", "json")
+
+T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -149,17 +151,27 @@ def load_features(path: str | os.PathLike) -> Features:
     The file is untrusted input: npz files are read without pickle, and a missing, truncated or
     malformed file raises :class:`~keypoints.errors.KeypointsError` naming it.
     """
+    return read_untrusted(path, "features file", _load_features)
+
+
+def read_untrusted(path: str | os.PathLike, what: str, read: Callable[[Path], T]) -> T:
+    """``read(path)`` for a file that is untrusted input (``what``: "features file", ...).
+
+    A missing file raises :class:`~keypoints.errors.ImageNotFoundError`; whatever goes wrong
+    while reading it (our checks, numpy, zip, JSON, HDF5) raises one
+    :class:`~keypoints.errors.KeypointsError` "<path>: not a valid <what> (...)".
+    """
     path = Path(path)
     if not path.is_file():
-        raise ImageNotFoundError(f"{path}: no such features file")
+        raise ImageNotFoundError(f"{path}: no such {what}")
     try:
-        return _load_features(path)
+        return read(path)
     except KeypointsError as error:
-        raise KeypointsError(f"{path}: not a valid features file ({error})") from None
-    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError,
+        raise KeypointsError(f"{path}: not a valid {what} ({error})") from None
+    except (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, EOFError,
             zipfile.BadZipFile) as error:  # fmt: skip
         raise KeypointsError(
-            f"{path}: not a valid features file ({type(error).__name__}: {str(error)[:200]})"
+            f"{path}: not a valid {what} ({type(error).__name__}: {str(error)[:200]})"
         ) from None
 
 

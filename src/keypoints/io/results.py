@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ImageNotFoundError, KeypointsError, closest
+from ..errors import ConfigError, KeypointsError, closest
 from ..features import Features, Matches
-from . import atomic_write
+from . import atomic_write, read_untrusted
 
 __all__ = ["MATCH_FORMATS", "match_arrays", "save_matches", "load_matches"]
 
@@ -148,21 +147,14 @@ def load_matches(path: str | os.PathLike) -> dict[str, Any]:
     Arrays come back with their dtypes and shapes, strings as ``str``. The file is untrusted:
     a damaged one raises :class:`~keypoints.errors.KeypointsError` naming it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageNotFoundError(f"{path}: no such matches file")
     fmt = match_format(path)
-    try:
-        data = _read(path, fmt)
+
+    def read(file: Path) -> dict[str, Any]:
+        data = _read(file, fmt)
         _check(data)
-    except KeypointsError as error:
-        raise KeypointsError(f"{path}: not a valid matches file ({error})") from None
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, EOFError,
-            zipfile.BadZipFile) as error:  # fmt: skip
-        raise KeypointsError(
-            f"{path}: not a valid matches file ({type(error).__name__}: {str(error)[:200]})"
-        ) from None
-    return data
+        return data
+
+    return read_untrusted(path, "matches file", read)
 
 
 _DTYPES = {"keypoints0": np.float32, "keypoints1": np.float32, "image_size0": np.int64,
