@@ -24,7 +24,6 @@ __all__ = [
     "closest",
     "describe_os_error",
     "as_os_error",
-    "check_device",
 ]
 
 
@@ -103,27 +102,3 @@ def describe_os_error(error: OSError) -> str:
     if hint is None:
         hint = error.strerror or str(error)
     return f"{where}: {hint}" if where else hint
-
-
-def check_device(device) -> None:
-    """Raise :class:`ConfigError` when torch ``device`` cannot be used on this machine.
-
-    A CUDA or MPS device on a torch built without it, or an index past the devices there are.
-    """
-    import torch
-
-    target = torch.device(device)
-    if target.type == "cuda":
-        if not torch.cuda.is_available():
-            build = (
-                "this torch build has no CUDA"
-                if torch.version.cuda is None
-                else ("no CUDA GPU is visible")
-            )
-            raise ConfigError(f"device '{device}' is not available: {build}; use --device cpu")
-        if target.index is not None and target.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device '{device}' is not available: {torch.cuda.device_count()} CUDA GPU(s)"
-            )
-    elif target.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device '{device}' is not available on this machine; use --device cpu")

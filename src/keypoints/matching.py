@@ -27,7 +27,8 @@ from .defaults import (
     GEOMETRIC_MODELS,
     MATCHERS,
 )
-from .errors import ConfigError, check_device, closest
+from .devices import resolve_device
+from .errors import ConfigError, closest
 from .features import Features, Matches
 from .models.config import Config, config_class
 from .models.lightglue import LightGlue, LightGlueMatcher, release_cached
@@ -304,8 +305,7 @@ def load_matcher(
         The matcher; options and a precision other than the loaded one give a copy sharing
         the weights.
     """
-    if device is not None:
-        check_device(device)
+    device = resolve_device(device)
     wrapped = getattr(weights, "matcher", None)
     if isinstance(wrapped, LightGlueMatcher):
         weights = wrapped

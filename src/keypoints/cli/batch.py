@@ -147,9 +147,10 @@ def pairs_command(source, exhaustive, sequential, output):
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_MATCH_BATCH_SIZE,
               show_default=True, help="Pairs per LightGlue forward pass.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Recompute pairs already in the output.")
+@device_option
 @precision_option
 def match_pairs_command(features, pairs_file, exhaustive, sequential, output, preset, ratio,
-                        max_distance, matcher, matcher_weights, batch_size, overwrite,
+                        max_distance, matcher, matcher_weights, batch_size, overwrite, device,
                         precision):  # fmt: skip
     """Match image pairs of FEATURES by mutual nearest neighbour or LightGlue into OUTPUT.
 
@@ -164,7 +165,7 @@ def match_pairs_command(features, pairs_file, exhaustive, sequential, output, pr
     pairs = pairs_from(features, pairs_file, exhaustive, sequential)
     _, matched, skipped = match_pairs(
         features, pairs, output, method=chosen.matcher, overwrite=overwrite,
-        progress=progress_enabled(), batch_size=batch_size, precision=precision,
+        progress=progress_enabled(), batch_size=batch_size, precision=precision, device=device,
         **given(matcher=load_matcher_weights(matcher_weights)), **chosen.matcher_options,
     )  # fmt: skip
     click.echo(f"matched {matched} pair(s), skipped {skipped} already in {output}")

@@ -7,6 +7,7 @@ import click
 from ..defaults import DEFAULT_MATCHER, EVAL_MAX_KEYPOINTS, EVAL_MODELS
 from ..presets import load_preset
 from .options import (
+    device_option,
     estimator_option,
     given,
     load_matcher_weights,
@@ -58,9 +59,10 @@ def eval_group():
               help="Folder for summary.md, metrics.json and mma.png.")  # fmt: skip
 @matcher_option
 @matcher_weights_option
+@device_option
 @precision_option
 def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, estimator,
-                    ransac_threshold, rotation, output, matcher, matcher_weights,
+                    ransac_threshold, rotation, output, matcher, matcher_weights, device,
                     precision):  # fmt: skip
     """Repeatability, MMA@1-10 px and homography accuracy/AUC on HPatches or Oxford affine."""
     from ..evaluation.datasets import load_dataset
@@ -89,7 +91,8 @@ def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, 
     results = evaluate_homography(
         dataset, [*names, *chosen], max_keypoints=max_keypoints, threshold=threshold,
         resize=resize, ransac_threshold=ransac_threshold, estimator=estimator, rotation=rotation,
-        precision=precision, output=output, progress=progress_enabled(), matcher=matcher,
+        precision=precision, device=device, output=output, progress=progress_enabled(),
+        matcher=matcher,
         **given(matcher_weights=load_matcher_weights(matcher_weights)),
     )  # fmt: skip
     click.echo(summary_table(results), nl=False)

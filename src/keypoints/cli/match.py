@@ -13,6 +13,7 @@ from ..rotation import searches
 from ..viz import save_figure
 from .options import (
     backend_option,
+    device_option,
     estimator_option,
     given,
     load_matcher_weights,
@@ -57,11 +58,12 @@ from .options import (
     help="Also save the results (keypoints, matches, scores, the fitted matrix and its "
     "inliers) as .npz, .json or .h5 (keypoints.io.load_matches reads them).",
 )
+@device_option
 @backend_option
 @precision_option
 def match_command(image0, image1, model, preset, max_keypoints, threshold, resize, ratio,
                   max_distance, matcher, matcher_weights, verify_model, estimator,
-                  ransac_threshold, rotation, output, save_path, backend,
+                  ransac_threshold, rotation, output, save_path, device, backend,
                   precision):  # fmt: skip
     """Match two images, draw the matches and optionally save them."""
     import matplotlib
@@ -80,14 +82,15 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
 
     chosen = pipeline(preset, model, {"max_keypoints": max_keypoints, "threshold": threshold},
                       resize, matcher, {"ratio": ratio, "max_distance": max_distance})  # fmt: skip
-    net = load_model(chosen.detector, None, backend, precision, **chosen.options)
+    net = load_model(chosen.detector, device, backend, precision, **chosen.options)
     extra = given(matcher=load_matcher_weights(matcher_weights))
     if chosen.matcher != "mnn":
-        extra["precision"] = precision
+        extra.update(precision=precision, device=device)
     if chosen.matcher == "lightglue":  # missing weights fail now, not after detecting
         from ..matching import lightglue_weights_for, load_matcher
 
-        load_matcher(extra.get("matcher") or lightglue_weights_for(net.name), precision=precision)
+        load_matcher(extra.get("matcher") or lightglue_weights_for(net.name), device,
+                     precision=precision)  # fmt: skip
 
     def fit(f0, f1, matches):
         return verify(f0, f1, matches, verify_model or "fundamental", ransac_threshold,

@@ -111,7 +111,10 @@ max_pixels_option = click.option(
 )
 
 device_option = click.option(
-    "--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)."
+    "--device",
+    default="auto",
+    show_default=True,
+    help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:1, mps.",
 )
 
 threshold_option = click.option(

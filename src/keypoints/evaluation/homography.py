@@ -98,6 +98,7 @@ def evaluate_homography(
     estimator: str = DEFAULT_ESTIMATOR,
     rotation: str = DEFAULT_ROTATION,
     precision: str = DEFAULT_PRECISION,
+    device: str | None = None,
     matcher_weights=None,
     output: str | Path | None = None,
     progress: bool = False,
@@ -125,6 +126,8 @@ def evaluate_homography(
         rotation: ``"none"`` or ``"auto"`` (the second image also tried at 90, 180 and 270
             degrees; see :mod:`keypoints.rotation`); detection time then counts every turn.
         precision: the detectors' (and LightGlue's) precision.
+        device: where the detectors and LightGlue run (``"auto"``: CUDA when available; None:
+            the CPU).
         matcher_weights: LightGlue weights for every pipeline that uses LightGlue (anything
             :func:`keypoints.matching.load_matcher` takes); default: each detector's own.
         output: a folder for ``metrics.json``, ``summary.md`` and ``mma.png`` (each written
@@ -144,9 +147,10 @@ def evaluate_homography(
     sequences = load_dataset(dataset)
     # everything is loaded (and checked) before the first image is read
     loaded = [
-        (p, p.load_detector(precision=precision), _load_matcher(p, matcher_weights, precision))
+        (p, p.load_detector(precision=precision, device=device),
+         _load_matcher(p, matcher_weights, precision, device))
         for p in chosen
-    ]
+    ]  # fmt: skip
     check_options("homography", estimator, ransac_threshold)
     settings = {
         "dataset": str(dataset),
@@ -166,7 +170,7 @@ def evaluate_homography(
     return results
 
 
-def _load_matcher(pipeline: Preset, weights, precision: str):
+def _load_matcher(pipeline: Preset, weights, precision: str, device=None):
     """The LightGlue a pipeline uses (loaded now, so that missing weights fail early), or None.
 
     None for nearest neighbour, including what ``"auto"`` falls back to.
@@ -177,7 +181,7 @@ def _load_matcher(pipeline: Preset, weights, precision: str):
         if pipeline.matcher == "auto" and pipeline.matcher_weights is None:
             return None  # no weights for this detector offline: nearest neighbour
         weights = lightglue_weights_for(pipeline.detector)  # or a clear message
-    return load_matcher(weights, precision=precision, **pipeline.matcher_options)
+    return load_matcher(weights, device, precision=precision, **pipeline.matcher_options)
 
 
 def _evaluate(pipeline: Preset, net, matcher, sequences, settings: dict, progress: bool) -> dict:

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..defaults import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_PRECISION
-from ..errors import ConfigError, WeightsError, WeightsNotFoundError, check_device, closest
+from ..devices import resolve_device
+from ..errors import ConfigError, WeightsError, WeightsNotFoundError, closest
 from . import aliked, disk, opencv, superpoint, superpoint_open, xfeat
 from .aliked import ALIKED
 from .aliked import VARIANTS as ALIKED_VARIANTS
@@ -123,13 +124,11 @@ def _load_source(text: str) -> Detector:
 
 def _to_device(net: Detector, device: str | torch.device | None) -> Detector:
     """``net`` on ``device`` (torch modules move; others run on the CPU only)."""
-    if device is None:
+    target = resolve_device(device)
+    if target is None:
         return net
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"device '{device}' is not a torch device ({error})") from None
-    check_device(target)
+    if not isinstance(net, nn.Module) and device == "auto":
+        return net  # OpenCV detectors run on the CPU, which "auto" allows
     if isinstance(net, nn.Module):
         return net.to(target)
     if target.type != "cpu":
@@ -151,7 +150,10 @@ def load_model(
             folder (the architecture is recognised from its config or key names: SuperPoint,
             the MIT SuperPoint, ALIKED, DISK, XFeat), a Hub id (``namespace/name``), or a
             detector object (returned as is, moved to ``device``).
-        device: where to run (default: the CPU; OpenCV detectors run on the CPU only).
+        device: where to run: ``"auto"`` (CUDA when a GPU is visible, else the CPU; see
+            :func:`keypoints.devices.auto_device`), a torch device, or None (the CPU for a
+            model loaded here, the model's own device for one passed in). OpenCV detectors run
+            on the CPU only. A device this machine lacks raises :class:`ConfigError`.
         backend: a learned model's dense network in ``"torch"``, ``"onnxruntime"`` or
             ``"auto"`` (onnxruntime when installed); not applied to a detector passed in.
         precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"fast"`` (see

@@ -66,6 +66,7 @@ def match_pairs(
     matcher=None,
     batch_size: int = DEFAULT_MATCH_BATCH_SIZE,
     precision: str = DEFAULT_PRECISION,
+    device: str | None = None,
     **options,
 ) -> tuple[Path, int, int]:
     """Match ``pairs`` of images of a features file into hloc's matches layout.
@@ -94,6 +95,8 @@ def match_pairs(
         matcher: LightGlue's weights (see :func:`keypoints.matching.load_matcher`).
         batch_size: pairs per LightGlue forward pass (padded with masks).
         precision: LightGlue's precision.
+        device: where LightGlue runs (``"auto"``: CUDA when available; see
+            :func:`keypoints.devices.resolve_device`); nearest neighbour runs on the CPU.
         **options: the method's options, as in :func:`keypoints.match` (``ratio``,
             ``max_distance``; ``filter_threshold``, ...).
 
@@ -116,7 +119,7 @@ def match_pairs(
             method = resolve_method(method, [first], matcher)
     record = matcher_record(method, matcher, precision, kwargs)
     if method == "lightglue":
-        kwargs.update(matcher=matcher, precision=precision)
+        kwargs.update(matcher=matcher, precision=precision, device=device)
 
     with exclusive(output), naming(output):
         keep = output.exists() and not overwrite
