@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, ImageNotFoundError, KeypointsError
-from . import atomic_write, naming
+from .files import atomic_write, naming
 from .hloc import (
     check_pair_keys,
     dataset,

@@ -33,7 +33,7 @@ class BusyError(KeypointsError, RuntimeError):
 
 def lock_path(path: str | os.PathLike) -> Path:
     """The lock file of output ``path``: ``.<name>.lock`` in the same folder."""
-    from . import temp_prefix
+    from .files import temp_prefix
 
     path = Path(path)
     return path.with_name(f"{temp_prefix(path)}lock")
@@ -45,7 +45,7 @@ def remove_orphans(path: str | os.PathLike) -> list[Path]:
     Only call it while holding the output's lock (then they belong to dead runs). Returns the
     paths removed.
     """
-    from . import temp_prefix
+    from .files import temp_prefix
 
     path = Path(path)
     removed = []

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError, KeypointsError, closest
 from ..features import Features, Matches
-from . import atomic_write, read_untrusted
+from .files import atomic_write, read_untrusted
 
 __all__ = ["MATCH_FORMATS", "match_arrays", "save_matches", "load_matches"]
 
