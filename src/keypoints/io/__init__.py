@@ -1,7 +1,9 @@
-"""Results on disk: features as ``.npz`` or ``.json`` (here), one pair's matches
-(:mod:`~keypoints.io.results`), hloc's HDF5 layouts (:mod:`~keypoints.io.hloc`), COLMAP
-(:mod:`~keypoints.io.colmap`); atomic writes and untrusted reads (:mod:`~keypoints.io.files`);
-one writer per output (:mod:`~keypoints.io.locks`)."""
+"""Results on disk: features as ``.npz`` or ``.json`` (here), and the submodules.
+
+One pair's matches (:mod:`~keypoints.io.results`), hloc's HDF5 layouts
+(:mod:`~keypoints.io.hloc`), COLMAP (:mod:`~keypoints.io.colmap`); atomic writes and untrusted
+reads (:mod:`~keypoints.io.files`); one writer per output (:mod:`~keypoints.io.locks`).
+"""
 
 from __future__ import annotations
 
