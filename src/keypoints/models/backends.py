@@ -70,7 +70,7 @@ def resolve_backend(name: str, supported: bool = True) -> str:
         return "onnxruntime"
     if name == "onnxruntime":
         warnings.warn(
-            "onnxruntime is not installed (pip install 'keypoints[onnx]'); running with torch",
+            "onnxruntime is not installed (pip install onnxruntime); running with torch",
             stacklevel=3,
         )
     return "torch"
@@ -118,7 +118,7 @@ def resolve_precision(name: str, fast: str = "bf16", int8: bool = False) -> str:
         if not quiet:
             warnings.warn(
                 "int8 runs in onnxruntime, which is not installed (pip install "
-                "'keypoints[onnx]'); running bf16",
+                "onnxruntime); running bf16",
                 stacklevel=3,
             )
         name = "bf16"
