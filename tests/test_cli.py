@@ -196,6 +196,38 @@ def test_detect_a_folder_and_the_package_is_typed(tmp_path):
     assert (Path(package.__file__).parent / "py.typed").is_file()
 
 
+def test_quiet_and_verbose_on_every_command(tmp_path):
+    """Warnings print as one line by default, not at all with -q, in full with -v; every
+    command (subcommands of groups too) takes both flags."""
+    from PIL import Image
+
+    from keypoints.cli import cli
+
+    frames = [Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)) for i in range(3)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    common = ("-m", "aliked-t16", "--no-plot", "-o", tmp_path / "out")
+    plain = run("detect", gif, *common)
+    assert plain.returncode == 0
+    assert "keypoints: warning: " in plain.stderr and "has 3 frames" in plain.stderr
+    assert "UserWarning" not in plain.stderr and ".py:" not in plain.stderr
+    quiet = run("detect", gif, "-q", *common)
+    assert quiet.returncode == 0 and "frames" not in quiet.stderr
+    verbose = run("detect", gif, "--verbose", *common)
+    assert "UserWarning: " in verbose.stderr and "has 3 frames" in verbose.stderr
+
+    def leaves(command):
+        if hasattr(command, "commands"):
+            for sub in command.commands.values():
+                yield from leaves(sub)
+        else:
+            yield command
+
+    for command in leaves(cli):
+        names = {o for p in command.params for o in getattr(p, "opts", [])}
+        assert {"-q", "--quiet", "-v", "--verbose"} <= names, command.name
+
+
 def test_match_command_fast_mode(tmp_path):
     """--precision fast through the whole command: the default pipeline (ALIKED + LightGlue,
     both in their fast precision) still finds the example's homography; SIFT accepts it too."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 
 import click
 
 from .._version import __version__
 from ..errors import KeypointsError, as_os_error, describe_os_error
 from . import batch, detect, evaluate, info, match
+from .options import add_verbosity_options, set_verbosity
 
 __all__ = ["cli", "main", "EXIT_USER_ERROR", "EXIT_UNEXPECTED"]
 
@@ -45,6 +47,7 @@ for command in (
     batch.colmap_command,
     info.export_group,
 ):
+    add_verbosity_options(command)
     cli.add_command(command)
 
 
@@ -53,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("KEYPOINTS_DEBUG"))
     try:
-        cli.main(args=argv, prog_name="keypoints", standalone_mode=False)
+        with warnings.catch_warnings():  # what -q / -v change ends with the command
+            set_verbosity(0)  # warnings as one line unless -q or -v says otherwise
+            cli.main(args=argv, prog_name="keypoints", standalone_mode=False)
         code = 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code

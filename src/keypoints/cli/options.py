@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import warnings as _warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -237,9 +238,61 @@ def load_matcher_weights(text: str | None):
     return text  # LightGlue.from_pretrained says what is wrong with it
 
 
+_SHOWWARNING = _warnings.showwarning
+
+#: The verbosity the command line was given: -1 (``-q``), 0, or 1 (``-v``).
+VERBOSITY = {"level": 0}
+
+
 def progress_enabled() -> bool:
-    """Progress bars go to stderr, only when it is a terminal."""
-    return sys.stderr.isatty()
+    """Progress bars go to stderr, only when it is a terminal and ``-q`` was not given."""
+    return sys.stderr.isatty() and VERBOSITY["level"] >= 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``keypoints: warning: <message>`` (no file, line or class names)."""
+    click.echo(f"keypoints: warning: {message}", err=True)
+
+
+def set_verbosity(level: int) -> None:
+    """Apply a verbosity to warnings, progress bars and logging.
+
+    ``-q`` (-1): no warnings, no progress bars; default (0): warnings as one line; ``-v`` (1):
+    Python's full warnings and INFO logging from keypoints.
+    """
+    import logging
+    import warnings
+
+    VERBOSITY["level"] = level
+    if level < 0:
+        warnings.simplefilter("ignore")
+    elif level == 0:
+        warnings.showwarning = _one_line_warning
+    else:
+        warnings.showwarning = _SHOWWARNING
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+        logging.getLogger("keypoints").setLevel(logging.INFO)
+
+
+def _verbosity_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        set_verbosity(-1 if param.name == "quiet" else 1)
+
+
+def add_verbosity_options(command: click.Command) -> None:
+    """Give ``command`` (and a group's subcommands) ``-q/--quiet`` and ``-v/--verbose``."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_verbosity_options(sub)
+        return
+    command.params += [
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True,
+                     callback=_verbosity_callback,
+                     help="No warnings and no progress bars; errors still print."),
+        click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
+                     callback=_verbosity_callback,
+                     help="Full warnings (with where they come from) and progress logging."),
+    ]  # fmt: skip
 
 
 def print_table(header, rows) -> None:
