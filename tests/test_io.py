@@ -213,3 +213,23 @@ def test_saved_matches_round_trip(files, tmp_path, fmt):
         load_matches(path)
     with pytest.raises(keypoints.ConfigError, match="cannot save matches as '.txt'"):
         save_matches(tmp_path / "m.txt", f0, f1, matches)
+
+
+OFFLINE_MODELS = [m["name"] for m in keypoints.list_models() if m["offline"]]
+
+
+@pytest.mark.parametrize("model", OFFLINE_MODELS)
+def test_features_round_trip_for_every_model_and_format(model, tmp_path):
+    """npz, json and hloc's h5 give back every field of every bundled model's features."""
+    import h5py
+
+    from keypoints.io.hloc import write_features
+
+    image = require(DATA / "homography" / "oxford_affine" / "graf" / "img1.ppm")
+    found = keypoints.detect(str(image), model, max_keypoints=200, resize=480)[0]
+    backs = [load_features(save_features(found, tmp_path / f"f.{fmt}")) for fmt in ("npz", "json")]
+    with h5py.File(tmp_path / "f.h5", "w") as file:
+        write_features(file, "img1.ppm", found)
+    backs.append(read_features(tmp_path / "f.h5", "img1.ppm"))
+    for back in backs:
+        assert back == found, model

@@ -131,3 +131,47 @@ def test_matches_record_their_provenance(features_file, tmp_path):
         f.create_group("a")
     with pytest.raises(keypoints.ConfigError, match="records no matcher settings"):
         match_pairs(features_file, [(names[0], names[1])], tmp_path / "hloc.h5", progress=False)
+
+
+@pytest.mark.slow
+def test_match_pairs_killed_leaves_the_output_whole(tmp_path):
+    """SIGKILL while match-pairs writes: the earlier output is unchanged, the rerun removes the
+    dead run's temporary and gives the uninterrupted result."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for sequence in ("graf", "wall", "boat"):
+        for path in sorted(require(DATA / "homography" / "oxford_affine" / sequence).glob("img*")):
+            shutil.copy(path, images / f"{sequence}-{path.name}")
+    features = keypoints.extract(images, tmp_path / "f.h5", "aliked-n16", resize=320,
+                                 max_keypoints=300, progress=False)  # fmt: skip
+    pairs = exhaustive_pairs(list_names(features))
+    reference = match_pairs(features, pairs, tmp_path / "reference.h5", progress=False)[0]
+    output = tmp_path / "m.h5"
+    match_pairs(features, pairs[:5], output, progress=False)
+    before = output.read_bytes()
+
+    command = [sys.executable, "-m", "keypoints", "match-pairs", str(features), "--exhaustive",
+               "-o", str(output)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while process.poll() is None:
+        assert time.time() < deadline
+        if any(p.stat().st_size > len(before) for p in tmp_path.glob(".m.h5.*.tmp")):
+            break
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert output.read_bytes() == before  # the earlier output, whole
+    assert list(tmp_path.glob(".m.h5.*.tmp"))
+
+    match_pairs(features, pairs, output, progress=False)
+    assert not list(tmp_path.glob(".m.h5.*.tmp"))
+    for a, b in pairs:
+        np.testing.assert_array_equal(read_matches(output, a, b), read_matches(reference, a, b))
