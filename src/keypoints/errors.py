@@ -84,8 +84,14 @@ def as_os_error(error: BaseException) -> OSError | None:
     """
     if isinstance(error, OSError):
         return error
-    found = re.search(r"errno = (\d+)", str(error)) if isinstance(error, RuntimeError) else None
-    return OSError(int(found.group(1)), str(error)) if found else None
+    code = _errno_in_text(error) if isinstance(error, RuntimeError) else None
+    return OSError(code, str(error)) if code is not None else None
+
+
+def _errno_in_text(error: BaseException) -> int | None:
+    """The ``errno = N`` HDF5 writes into its messages, or None."""
+    found = re.search(r"errno = (\d+)", str(error))
+    return int(found.group(1)) if found else None
 
 
 def describe_os_error(error: OSError) -> str:
@@ -93,12 +99,8 @@ def describe_os_error(error: OSError) -> str:
 
     HDF5 errors carry the errno only in their text (``errno = 28``): it is found there too.
     """
-    code = error.errno
-    if code is None:
-        found = re.search(r"errno = (\d+)", str(error))
-        code = int(found.group(1)) if found else None
+    code = error.errno if error.errno is not None else _errno_in_text(error)
     hint = _OS_HINTS.get(code) if code is not None else None
-    where = error.filename if error.filename is not None else None
     if hint is None:
         hint = error.strerror or str(error)
-    return f"{where}: {hint}" if where else hint
+    return f"{error.filename}: {hint}" if error.filename else hint

@@ -10,11 +10,11 @@ import click
 import numpy as np
 
 from ..defaults import DEFAULT_BATCH_SIZE
-from ..errors import KeypointsError, describe_os_error
+from ..errors import KeypointsError
 from ..image import check_resize, to_array
 from ..io import FORMATS, save_features
 from ..models.registry import load_model
-from ..pipeline.stream import detect_stream
+from ..pipeline.stream import detect_stream, reason
 from ..viz import save_figure
 from .options import (
     backend_option,
@@ -108,9 +108,7 @@ def detect(images, model, preset, compare, max_keypoints, threshold, nms_radius,
                 rows.extend(writer.write(image, found[image]))
             except (KeypointsError, OSError) as exc:  # this image; the others go on
                 failures.append(image)
-                text = describe_os_error(exc) if isinstance(exc, OSError) and not isinstance(
-                    exc, KeypointsError) else exc  # fmt: skip
-                click.echo(f"keypoints: error: {text}", err=True)
+                click.echo(f"keypoints: error: {reason(exc)}", err=True)
     if progress is not None:
         progress.close()
     if rows:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import warnings as _warnings
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -238,7 +238,7 @@ def load_matcher_weights(text: str | None):
     return text  # LightGlue.from_pretrained says what is wrong with it
 
 
-_SHOWWARNING = _warnings.showwarning
+_SHOWWARNING = warnings.showwarning
 
 #: The verbosity the command line was given: -1 (``-q``), 0, or 1 (``-v``).
 VERBOSITY = {"level": 0}
@@ -261,7 +261,6 @@ def set_verbosity(level: int) -> None:
     Python's full warnings and INFO logging from keypoints.
     """
     import logging
-    import warnings
 
     VERBOSITY["level"] = level
     if level < 0:

@@ -68,7 +68,7 @@ def matched_pairs(matches: str | os.PathLike, names: list[str]) -> list[tuple[st
     by_key: dict[str, str] = {}
     for name in names:
         by_key.setdefault(name.replace("/", "-"), name)
-    pairs = []
+    pairs, keys_checked = [], False
     with open_h5(matches, "matches file") as file:
         for key0, group in file.items():
             if not isinstance(group, h5py.Group):
@@ -82,7 +82,9 @@ def matched_pairs(matches: str | os.PathLike, names: list[str]) -> list[tuple[st
                     continue
                 if key0 not in by_key or key1 not in by_key:
                     raise KeypointsError(f"{matches}: pair {key0}/{key1} names unknown images")
-                check_pair_keys(names, f"{matches} (pair {key0}/{key1}, recorded without names)")
+                if not keys_checked:  # a key stands for a name only when no two names share it
+                    check_pair_keys(names, f"{matches} (pairs recorded without names)")
+                    keys_checked = True
                 pairs.append((by_key[key0], by_key[key1]))
     return pairs
 
@@ -135,7 +137,6 @@ def import_colmap(
     else:
         with open_h5(matches, "matches file"):
             chosen = [(str(a), str(b)) for a, b in pairs]
-    pairs = chosen
     check_pair_keys({n for pair in chosen for n in pair}, "the pairs")
     unknown = sorted({n for pair in chosen for n in pair} - set(names))
     if unknown:
@@ -153,15 +154,15 @@ def import_colmap(
             # 2. keypoints, 3. matches (every index checked against the keypoint counts)
             cameras = _Cameras(pycolmap, handle, camera_model, single_camera)
             ids, counts = _write_images(handle, features, names, cameras, image_dir)
-            totals.append(_write_matches(handle, matches, pairs, ids, counts))
+            totals.append(_write_matches(handle, matches, chosen, ids, counts))
         finally:
             handle.close()
 
         # 4. geometric verification (COLMAP's two-view geometries)
-        if verify and pairs:
+        if verify and chosen:
             with tempfile.TemporaryDirectory() as folder:
                 listing = Path(folder) / "pairs.txt"
-                listing.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+                listing.write_text("".join(f"{a} {b}\n" for a, b in chosen))
                 pycolmap.verify_matches(tmp, listing)
 
     # built under a temporary name, renamed at the end: an existing database is replaced only by

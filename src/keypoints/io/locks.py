@@ -23,18 +23,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import KeypointsError
+from .files import temp_prefix
 
-__all__ = ["BusyError", "exclusive", "waiting", "lock_path", "remove_orphans"]
+__all__ = ["BusyError", "LockFileError", "exclusive", "waiting", "lock_path", "remove_orphans"]
 
 
 class BusyError(KeypointsError, RuntimeError):
     """Another run is writing the same output."""
 
 
+class LockFileError(KeypointsError, OSError):
+    """The lock file cannot be created (a read-only or missing folder): an OS error too."""
+
+
 def lock_path(path: str | os.PathLike) -> Path:
     """The lock file of output ``path``: ``.<name>.lock`` in the same folder."""
-    from .files import temp_prefix
-
     path = Path(path)
     return path.with_name(f"{temp_prefix(path)}lock")
 
@@ -45,8 +48,6 @@ def remove_orphans(path: str | os.PathLike) -> list[Path]:
     Only call it while holding the output's lock (then they belong to dead runs). Returns the
     paths removed.
     """
-    from .files import temp_prefix
-
     path = Path(path)
     removed = []
     if path.parent.is_dir():
@@ -80,7 +81,7 @@ def _open_lock(path: Path) -> int:
         lock.parent.mkdir(parents=True, exist_ok=True)
         return os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as error:
-        raise KeypointsError(
+        raise LockFileError(
             f"cannot create the lock file {lock} ({error.strerror or error}); is the folder "
             "writable?"
         ) from None

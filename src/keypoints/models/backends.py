@@ -322,7 +322,7 @@ def cached_file(path: Path, make: Callable[[Path], object]) -> Path:
     file beside it). When the cache folder is not writable (read-only, full), the entry is made
     in a private temporary folder instead, with a warning.
     """
-    from ..io import temp_prefix
+    from ..io.files import temp_prefix
     from ..io.locks import remove_orphans, waiting
 
     try:
@@ -336,7 +336,7 @@ def cached_file(path: Path, make: Callable[[Path], object]) -> Path:
                     stale.unlink(missing_ok=True)
                 make(path)
         return path
-    except (OSError, KeypointsError) as error:
+    except OSError as error:  # the folder, a full disk, the lock file (LockFileError)
         fallback = _fallback_dir() / path.name
         if path.parent == fallback.parent:
             raise KeypointsError(

@@ -128,7 +128,6 @@ def match_pairs(
         if not todo and keep:
             return output, 0, len(pairs)
 
-        step = max(1, batch_size)
         cache = _FeatureCache(cache_size)
 
         def write(tmp: str) -> None:
@@ -139,10 +138,10 @@ def match_pairs(
             with h5py.File(features, "r") as source, h5py.File(tmp, "a" if keep else "w") as out:
                 out.attrs[MATCHES_ATTR] = record
                 bar = tqdm(total=len(todo), unit="pair", disable=not progress, desc="match")
-                for start in range(0, len(todo), step):
-                    chunk = todo[start : start + step]
+                for start in range(0, len(todo), batch_size):
+                    chunk = todo[start : start + batch_size]
                     feats = [(cache.get(source, a), cache.get(source, b)) for a, b in chunk]
-                    results = match_batch(feats, method, batch_size=step, **kwargs)
+                    results = match_batch(feats, method, batch_size=batch_size, **kwargs)
                     for (a, b), (f0, _), matches in zip(chunk, feats, results):
                         write_matches(out, a, b, matches, len(f0), _scores(f0, matches),
                                       (identities[a], identities[b]))  # fmt: skip
