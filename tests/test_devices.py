@@ -54,3 +54,24 @@ def test_every_matching_command_takes_device(command, tmp_path, capsys):
         pytest.skip("this machine has a GPU")
     assert main([*args, "--device", "cuda:3"]) == 2
     assert "device 'cuda:3' is not available" in capsys.readouterr().err
+
+
+def test_python_api_defaults_to_auto_and_leaves_objects_where_they_are(monkeypatch):
+    """detect/load_model/load_matcher default to "auto"; objects passed in are not moved."""
+    import keypoints.devices as devices
+    from keypoints.matching import load_matcher
+    from keypoints.models.lightglue import LightGlue
+    from keypoints.models.registry import clear_cache
+
+    net = load_model("aliked-t16", device="cpu")
+    glue = LightGlue.from_pretrained("aliked")  # its own copy: .to() moves in place
+    monkeypatch.setattr(devices, "auto_device", lambda: torch.device("meta"))  # a fake "GPU"
+    clear_cache()
+    try:
+        assert next(load_model("aliked-t16").parameters()).device.type == "meta"
+        assert next(load_model(net).parameters()).device.type == "cpu"  # given: stays
+        assert next(load_matcher(glue).parameters()).device.type == "cpu"
+        image = torch.rand(3, 64, 80)
+        assert len(keypoints.detect(image, net)[0].keypoints) > 0  # ran where net is
+    finally:
+        clear_cache()

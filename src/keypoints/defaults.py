@@ -16,6 +16,10 @@ DEFAULT_MODEL = "aliked-n16rot"
 DEFAULT_RESIZE = 1024
 #: Images with more pixels are refused (Pillow's own decompression-bomb limit).
 DEFAULT_MAX_PIXELS = 89_478_485
+#: Where models run: "auto" is CUDA when a GPU is visible (then Apple's MPS), else the CPU, as
+#: hloc's and LightGlue's examples choose. A detector or matcher passed in as an object stays
+#: where it is under "auto".
+DEFAULT_DEVICE = "auto"
 #: Images decoded at a time by :func:`keypoints.detect` (bounds memory).
 DEFAULT_BATCH_SIZE = 8
 

@@ -16,6 +16,7 @@ import torch
 from .defaults import (
     DEFAULT_BACKEND,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MODEL,
     DEFAULT_PRECISION,
@@ -35,7 +36,7 @@ def detect(
     model: str | os.PathLike | Detector = DEFAULT_MODEL,
     *,
     resize: int | Sequence[int] | None = DEFAULT_RESIZE,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = DEFAULT_DEVICE,
     backend: str = DEFAULT_BACKEND,
     precision: str = DEFAULT_PRECISION,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -55,7 +56,9 @@ def detect(
             (default 1024; smaller images are never upsampled, whereas cvg's LightGlue
             ``Extractor`` scales every image to ``resize``), ``(height, width)`` an exact size,
             None the native resolution.
-        device: where to run (default: the model's device).
+        device: where to run: ``"auto"`` (default; CUDA when a GPU is visible, else the
+            CPU; a detector passed in stays on its device), ``"cpu"``, ``"cuda"``, a
+            :class:`torch.device`, or None (the CPU; a detector passed in stays put).
         backend: for a model given by name or path, run its dense network with ``"torch"``,
             ``"onnxruntime"`` or ``"auto"`` (onnxruntime when installed, same numbers to about
             1e-6).

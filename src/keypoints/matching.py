@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .defaults import (
+    DEFAULT_DEVICE,
     DEFAULT_ESTIMATOR,
     DEFAULT_MATCH_BATCH_SIZE,
     DEFAULT_MATCHER,
@@ -119,7 +120,7 @@ def match(
     method: str = DEFAULT_MATCHER,
     *,
     matcher=None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = DEFAULT_DEVICE,
     precision: str = DEFAULT_PRECISION,
     **options,
 ) -> Matches:
@@ -135,7 +136,8 @@ def match(
             each is the other's nearest neighbour. ``"lightglue"``: see :func:`match_batch`.
         matcher: LightGlue only: its weights (see :func:`load_matcher`; default: the weights
             trained on the features' detector, from its registry entry).
-        device: LightGlue only: where it runs (ignored when ``"auto"`` chooses ``"mnn"``).
+        device: LightGlue only: where it runs (default ``"auto"``: CUDA when available;
+            ignored when ``method="auto"`` chooses ``"mnn"``).
         precision: LightGlue only: ``"fp32"``, ``"bf16"``, or ``"fast"``/``"int8"`` (bf16
             where the CPU has it; likewise).
         **options: the method's options. ``"mnn"``: ``ratio``, ``max_distance``, ``metric``,
@@ -191,8 +193,9 @@ def _nearest_neighbour_config(matcher, device, precision: str, options: dict, st
     LightGlue's arguments (unless ``strict`` is False: ``"auto"`` chose nearest neighbour) and
     unknown names raise :class:`ConfigError`.
     """
-    if strict and (matcher is not None or device is not None or precision != DEFAULT_PRECISION):
-        name = "matcher" if matcher is not None else "device" if device is not None else "precision"
+    chosen_device = device not in (None, DEFAULT_DEVICE)
+    if strict and (matcher is not None or chosen_device or precision != DEFAULT_PRECISION):
+        name = "matcher" if matcher is not None else "device" if chosen_device else "precision"
         raise ConfigError(f"'{name}' applies to method='lightglue' only")
     unknown = sorted(set(options) - set(NearestNeighbourConfig.option_names))
     if unknown:
@@ -283,7 +286,7 @@ _MATCHERS: dict[tuple[str, str], LightGlue] = {}
 
 def load_matcher(
     weights="superpoint",
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = DEFAULT_DEVICE,
     precision: str = DEFAULT_PRECISION,
     **options,
 ) -> LightGlueMatcher:
@@ -296,7 +299,8 @@ def load_matcher(
             ``xfeat-lighterglue.pt``, or ours); an already loaded LightGlue; or a model holding
             one as ``.matcher`` (such as :class:`keypoints.LightGlueForKeypointMatching`, which
             loads Hub ids).
-        device: where it runs.
+        device: where it runs (default ``"auto"``: CUDA when available, else the CPU; a
+            matcher passed in stays where it is).
         precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"fast"`` (see
             ``LightGlueMatcher.set_precision``).
         **options: ``depth_confidence``, ``width_confidence``, ``filter_threshold``.
@@ -305,12 +309,13 @@ def load_matcher(
         The matcher; options and a precision other than the loaded one give a copy sharing
         the weights.
     """
+    keep = device == DEFAULT_DEVICE  # "auto" leaves a matcher passed in where it is
     device = resolve_device(device)
     wrapped = getattr(weights, "matcher", None)
     if isinstance(wrapped, LightGlueMatcher):
         weights = wrapped
     if isinstance(weights, LightGlueMatcher):
-        net = weights if device is None else weights.to(device)
+        net = weights if device is None or keep else weights.to(device)
     else:
         key = (os.fspath(weights), str(device))
         if key not in _MATCHERS:
@@ -414,7 +419,7 @@ def match_batch(
     method: str = DEFAULT_MATCHER,
     batch_size: int = DEFAULT_MATCH_BATCH_SIZE,
     matcher=None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = DEFAULT_DEVICE,
     precision: str = DEFAULT_PRECISION,
     **options,
 ) -> list[Matches]:
@@ -429,7 +434,7 @@ def match_batch(
         batch_size: pairs per LightGlue forward pass.
         matcher: LightGlue's weights, anything :func:`load_matcher` takes (default: the
             release trained on the features' detector, from its registry entry).
-        device: where LightGlue runs.
+        device: where LightGlue runs (default ``"auto"``, see :func:`load_matcher`).
         precision: ``"bf16"`` (or ``"fast"``) runs LightGlue's transformer layers in bfloat16
             (2x faster linear layers on CPUs with avx512_bf16; attention, most of the time
             at 2048 keypoints, only gains with AMX; matches agree with fp32 to within a few

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..defaults import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_PRECISION
+from ..defaults import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MODEL, DEFAULT_PRECISION
 from ..devices import resolve_device
 from ..errors import ConfigError, WeightsError, WeightsNotFoundError, closest
 from . import aliked, disk, opencv, superpoint, superpoint_open, xfeat
@@ -122,12 +122,16 @@ def _load_source(text: str) -> Detector:
     )
 
 
-def _to_device(net: Detector, device: str | torch.device | None) -> Detector:
-    """``net`` on ``device`` (torch modules move; others run on the CPU only)."""
+def _to_device(net: Detector, device: str | torch.device | None, given: bool = False) -> Detector:
+    """``net`` on ``device`` (torch modules move; others run on the CPU only).
+
+    A detector the caller ``given`` stays where it is under ``"auto"`` (the device is still
+    checked).
+    """
     target = resolve_device(device)
-    if target is None:
+    if target is None or (given and device == DEFAULT_DEVICE):
         return net
-    if not isinstance(net, nn.Module) and device == "auto":
+    if not isinstance(net, nn.Module) and device == DEFAULT_DEVICE:
         return net  # OpenCV detectors run on the CPU, which "auto" allows
     if isinstance(net, nn.Module):
         return net.to(target)
@@ -138,7 +142,7 @@ def _to_device(net: Detector, device: str | torch.device | None) -> Detector:
 
 def load_model(
     model: str | os.PathLike | Detector = DEFAULT_MODEL,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = DEFAULT_DEVICE,
     backend: str = DEFAULT_BACKEND,
     precision: str = DEFAULT_PRECISION,
     **options,
@@ -150,9 +154,10 @@ def load_model(
             folder (the architecture is recognised from its config or key names: SuperPoint,
             the MIT SuperPoint, ALIKED, DISK, XFeat), a Hub id (``namespace/name``), or a
             detector object (returned as is, moved to ``device``).
-        device: where to run: ``"auto"`` (CUDA when a GPU is visible, else the CPU; see
-            :func:`keypoints.devices.auto_device`), a torch device, or None (the CPU for a
-            model loaded here, the model's own device for one passed in). OpenCV detectors run
+        device: where to run: ``"auto"`` (default: CUDA when a GPU is visible, else the CPU;
+            see :func:`keypoints.devices.auto_device`; a detector passed in stays on its
+            device), a torch device, or None (the CPU for a model loaded here, the model's own
+            device for one passed in). OpenCV detectors run
             on the CPU only. A device this machine lacks raises :class:`ConfigError`.
         backend: a learned model's dense network in ``"torch"``, ``"onnxruntime"`` or
             ``"auto"`` (onnxruntime when installed); not applied to a detector passed in.
@@ -177,7 +182,7 @@ def load_model(
             _CACHE[key] = net
         net = _CACHE[key]
     else:
-        net = _to_device(model, device)
+        net = _to_device(model, device, given=True)
     if options:
         config = net.config.replace(**options)  # validates the names and ranges
         net = copy.copy(net)  # shares the weights

@@ -17,7 +17,12 @@ import h5py
 import numpy as np
 import torch
 
-from ..defaults import DEFAULT_MATCH_BATCH_SIZE, DEFAULT_MATCHER, DEFAULT_PRECISION
+from ..defaults import (
+    DEFAULT_DEVICE,
+    DEFAULT_MATCH_BATCH_SIZE,
+    DEFAULT_MATCHER,
+    DEFAULT_PRECISION,
+)
 from ..errors import ConfigError, KeypointsError
 from ..features import Features, Matches
 from ..io import atomic_write, naming
@@ -66,7 +71,7 @@ def match_pairs(
     matcher=None,
     batch_size: int = DEFAULT_MATCH_BATCH_SIZE,
     precision: str = DEFAULT_PRECISION,
-    device: str | None = None,
+    device: str | None = DEFAULT_DEVICE,
     **options,
 ) -> tuple[Path, int, int]:
     """Match ``pairs`` of images of a features file into hloc's matches layout.
@@ -95,7 +100,7 @@ def match_pairs(
         matcher: LightGlue's weights (see :func:`keypoints.matching.load_matcher`).
         batch_size: pairs per LightGlue forward pass (padded with masks).
         precision: LightGlue's precision.
-        device: where LightGlue runs (``"auto"``: CUDA when available; see
+        device: where LightGlue runs (default ``"auto"``: CUDA when available; see
             :func:`keypoints.devices.resolve_device`); nearest neighbour runs on the CPU.
         **options: the method's options, as in :func:`keypoints.match` (``ratio``,
             ``max_distance``; ``filter_threshold``, ...).
