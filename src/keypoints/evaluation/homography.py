@@ -12,6 +12,7 @@ import numpy as np
 
 from .._version import __version__
 from ..defaults import (
+    DEFAULT_DEVICE,
     DEFAULT_ESTIMATOR,
     DEFAULT_MATCHER,
     DEFAULT_PRECISION,
@@ -98,7 +99,7 @@ def evaluate_homography(
     estimator: str = DEFAULT_ESTIMATOR,
     rotation: str = DEFAULT_ROTATION,
     precision: str = DEFAULT_PRECISION,
-    device: str | None = None,
+    device: str | None = DEFAULT_DEVICE,
     matcher_weights=None,
     output: str | Path | None = None,
     progress: bool = False,
@@ -126,8 +127,8 @@ def evaluate_homography(
         rotation: ``"none"`` or ``"auto"`` (the second image also tried at 90, 180 and 270
             degrees; see :mod:`keypoints.rotation`); detection time then counts every turn.
         precision: the detectors' (and LightGlue's) precision.
-        device: where the detectors and LightGlue run (``"auto"``: CUDA when available; None:
-            the CPU).
+        device: where the detectors and LightGlue run (default ``"auto"``: CUDA when
+            available; None: the CPU).
         matcher_weights: LightGlue weights for every pipeline that uses LightGlue (anything
             :func:`keypoints.matching.load_matcher` takes); default: each detector's own.
         output: a folder for ``metrics.json``, ``summary.md`` and ``mma.png`` (each written
