@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import COCO, random_superpoint, require
+from conftest import COCO, EXAMPLE, random_superpoint, require
 from PIL import Image
 
 import keypoints
@@ -224,3 +224,37 @@ def test_auto_config_dispatch(random_checkpoint, tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ConfigError, match="superglue"):
         keypoints.AutoModelForKeypointDetection.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["aliked-n16", "disk"])
+def test_registered_names_follow_the_guide_flow(name):
+    """AutoImageProcessor/AutoModel take a registry name; the guide's three steps give the
+    keypoints of keypoints.detect at the processor's 480x640 (to transformers' int rounding)."""
+    from keypoints.hf import KeypointDetectionModel
+
+    image = Image.open(EXAMPLE)
+    processor = keypoints.AutoImageProcessor.from_pretrained(name)
+    model = keypoints.AutoModelForKeypointDetection.from_pretrained(name, max_keypoints=500)
+    assert isinstance(model, KeypointDetectionModel)
+    assert isinstance(keypoints.AutoModel.from_pretrained(name), KeypointDetectionModel)
+    inputs = processor([image, image.rotate(180)], return_tensors="pt")
+    assert inputs["pixel_values"].shape == (2, 3, 480, 640)  # RGB for these detectors
+    outputs = model(**inputs)
+    assert outputs.keypoints.shape[:2] == outputs.mask.shape and outputs.keypoints.max() <= 1
+    sizes = [(image.height, image.width)] * 2
+    result = processor.post_process_keypoint_detection(outputs, sizes)[0]
+    ours = keypoints.detect(image, name, resize=(480, 640), max_keypoints=500)[0]
+    assert len(result["keypoints"]) == len(ours)
+    np.testing.assert_allclose(result["scores"].numpy(), ours.scores.numpy(), atol=1e-5)
+    # cats.png is 640x480: relative * size, truncated to int as transformers' post-processing
+    assert (result["keypoints"].float() - ours.keypoints).abs().max() <= 1.0
+
+
+def test_registered_name_errors():
+    with pytest.raises(keypoints.ConfigError, match="OpenCV detector"):
+        keypoints.AutoModel.from_pretrained("sift")
+    with pytest.raises(keypoints.ConfigError, match="unknown option"):
+        keypoints.AutoModel.from_pretrained("aliked-n16", max_keypoint=5)
+    model = keypoints.AutoModel.from_pretrained("aliked-n16")
+    with pytest.raises(keypoints.ImageError, match=r"\(B, C, H, W\)"):
+        model(pixel_values=torch.rand(3, 64, 64))

@@ -68,3 +68,23 @@ def test_pickling_keeps_the_fingerprint():
     image = net.prepare(to_array(EXAMPLE), 160)
     torch.testing.assert_close(copy.extract([image])[0].keypoints,
                                net.extract([image])[0].keypoints)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["aliked-t16", "sift"])
+def test_extract_takes_one_image_as_lightglue(name):
+    """model.extract(image) -> one Features, as LightGlue's extractor.extract(image); lists and
+    (B, C, H, W) tensors give lists; the batch form of prepared images is unchanged."""
+    from keypoints.models.registry import load_model
+
+    net = load_model(name)
+    one = net.extract(EXAMPLE)
+    assert isinstance(one, keypoints.Features)
+    assert one == keypoints.detect(EXAMPLE, name)[0]
+    tensor = torch.from_numpy(to_array(EXAMPLE).copy()).permute(2, 0, 1).float() / 255
+    assert net.extract(tensor, resize=320).image_size == (640, 480)
+    assert len(net.extract(tensor[None], resize=320)) == 1
+    two = net.extract([EXAMPLE, tensor], resize=None)
+    assert [len(f) for f in two] == [len(keypoints.detect(EXAMPLE, name, resize=None)[0])] * 2
+    prepared = net.prepare(to_array(EXAMPLE), 320)
+    assert net.extract(prepared) == net.extract([prepared])[0]
+    assert net.extract([]) == []

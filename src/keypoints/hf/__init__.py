@@ -13,6 +13,7 @@ from .auto import (
     AutoModelForKeypointMatching,
 )
 from .common import BatchFeature
+from .detector import KeypointDetectionModel
 from .lightglue import (
     LightGlueConfig,
     LightGlueForKeypointMatching,
@@ -33,6 +34,7 @@ __all__ = [
     "AutoModelForKeypointDetection",
     "AutoModelForKeypointMatching",
     "BatchFeature",
+    "KeypointDetectionModel",
     "LightGlueConfig",
     "LightGlueForKeypointMatching",
     "LightGlueImageProcessor",

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError, closest
 from .common import read_config
+from .detector import detector_for_name, is_model_name, processor_for_name
 from .lightglue import LightGlueConfig, LightGlueForKeypointMatching, LightGlueImageProcessor
 from .superpoint import (
     SuperPointConfig,
@@ -103,7 +104,13 @@ class AutoImageProcessor:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        """The processor of the checkpoint at ``source`` (a Hub id or folder)."""
+        """The processor of the checkpoint at ``source`` (a Hub id or folder).
+
+        A registered detector name (``"aliked-n16"``) gives its processor (see
+        :func:`keypoints.hf.detector.processor_for_name`).
+        """
+        if is_model_name(source):
+            return processor_for_name(str(source), **kwargs)
         return _classes_for(source, kwargs, processor=True)[1].from_pretrained(source, **kwargs)
 
 
@@ -116,7 +123,14 @@ class AutoModelForKeypointDetection:
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        """The keypoint detector of the checkpoint at ``source``."""
+        """The keypoint detector of the checkpoint at ``source``.
+
+        A registered detector name (``"aliked-n16"``, ``"disk"``, ``"xfeat"``, ...) gives its
+        model with transformers' forward (see :func:`keypoints.hf.detector.detector_for_name`);
+        ``kwargs`` are then its options.
+        """
+        if is_model_name(source):
+            return detector_for_name(str(source), **kwargs)
         return load_auto_model(
             source, kwargs, SuperPointForKeypointDetection, "AutoModelForKeypointMatching"
         )
@@ -141,10 +155,13 @@ class AutoModel:
 
     ``AutoModel.from_pretrained(source, **overrides)`` loads it:
     :class:`LightGlueForKeypointMatching` for ``lightglue``, :class:`SuperPointForKeypointDetection`
-    for ``superpoint`` (and a bare weights file).
+    for ``superpoint`` (and a bare weights file); a registered detector name (``"aliked-n16"``)
+    gives :class:`~keypoints.hf.detector.KeypointDetectionModel`.
     """
 
     @staticmethod
     def from_pretrained(source: str | os.PathLike, **kwargs):
-        """The model of the checkpoint at ``source``."""
+        """The model of the checkpoint at ``source``, or of a registered detector name."""
+        if is_model_name(source):
+            return detector_for_name(str(source), **kwargs)
         return load_auto_model(source, kwargs)

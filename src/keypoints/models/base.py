@@ -19,7 +19,13 @@ from ..defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 from ..errors import WeightsError
 from ..features import Features
 from ..image import Prepared
-from .protocol import InfoFacts, features_from_prepared, fingerprint, state_digest
+from .protocol import (
+    InfoFacts,
+    accepts_images,
+    features_from_prepared,
+    fingerprint,
+    state_digest,
+)
 
 __all__ = ["DeviceMixin", "KeypointModel", "load_checked"]
 
@@ -156,11 +162,14 @@ class KeypointModel(InfoFacts, DeviceMixin, nn.Module):
         options = {"config": config, "precision": self.precision}
         return fingerprint(type(self).__name__, options, state_digest(self))
 
+    @accepts_images
     def extract(self, images: Sequence[Prepared]) -> list[Features]:
         """Detect and describe prepared images (see :meth:`prepare`), in input order.
 
         Images of equal prepared size share a forward pass; none is padded to another's size,
-        so each gets the keypoints it gets alone. Keypoints are in original-image pixels.
+        so each gets the keypoints it gets alone. Keypoints are in original-image pixels. Also
+        takes one image or a list of images, as LightGlue's ``extract`` (see
+        :func:`~.protocol.accepts_images`).
         """
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, item in enumerate(images):

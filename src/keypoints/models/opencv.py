@@ -17,7 +17,14 @@ import torch
 from ..features import Features
 from ..image import Prepared
 from .config import Config, check_max_keypoints, check_unit, config_class
-from .protocol import DetectorInfo, InfoFacts, Preprocessing, features_from_prepared, fingerprint
+from .protocol import (
+    DetectorInfo,
+    InfoFacts,
+    Preprocessing,
+    accepts_images,
+    features_from_prepared,
+    fingerprint,
+)
 
 __all__ = ["SIFTConfig", "ORBConfig", "SIFT", "ORB", "rootsift", "INFOS"]
 
@@ -128,8 +135,12 @@ class _OpenCVDetector(InfoFacts):
         """The detector with ``overrides`` as options (there are no weights)."""
         return cls(cls.config_class(**overrides))
 
+    @accepts_images
     def extract(self, images: Sequence[Prepared]) -> list[Features]:
-        """Detect and describe prepared (8-bit grayscale) images, one at a time."""
+        """Detect and describe prepared (8-bit grayscale) images, one at a time.
+
+        Also takes one image or a list of images (see :func:`~.protocol.accepts_images`).
+        """
         out = []
         for item in images:
             kpts, scores, desc, scales, oris = map(torch.from_numpy, self.detect_image(item.image))

@@ -9,6 +9,7 @@ and never branches on a model's name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -19,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ..defaults import DEFAULT_MAX_PIXELS, DEFAULT_RESIZE
 from ..features import Features
-from ..image import Prepared, prepare_array, scale_keypoints_back
+from ..image import Prepared, as_image_list, prepare_array, scale_keypoints_back, to_array
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,6 +34,7 @@ __all__ = [
     "fingerprint",
     "state_digest",
     "features_from_prepared",
+    "accepts_images",
     "FINGERPRINT_LENGTH",
 ]
 
@@ -185,12 +188,51 @@ class Detector(Protocol):
         """A decoded ``(H, W, C)`` image -> the detector's input (pure numpy, thread-safe)."""
         ...
 
-    def extract(self, images: Sequence[Prepared]) -> list[Features]:
-        """Detect and describe a batch of prepared images.
+    def extract(self, images, resize: int | Sequence[int] | None = DEFAULT_RESIZE) -> Any:
+        """Detect and describe prepared images, or one image as LightGlue's ``extract`` takes.
 
-        One :class:`Features` per image, in order, keypoints in original-image pixels.
+        A sequence of :class:`~keypoints.image.Prepared` gives one :class:`Features` per image,
+        in order; one image (see :func:`accepts_images`) gives its :class:`Features`.
+        Keypoints are in original-image pixels.
         """
         ...
+
+
+def accepts_images(
+    extract: Callable[[Any, Sequence[Prepared]], list[Features]],
+) -> Callable[..., Any]:
+    """Let a detector's batch ``extract(prepared_list)`` also take images, as LightGlue's does.
+
+    The wrapped method takes:
+
+    - a sequence of :class:`~keypoints.image.Prepared` (from :meth:`Detector.prepare`): one
+      :class:`Features` per item, in order (the batch form the pipeline uses);
+    - one image: a path, a PIL image, a numpy ``(H, W[, C])`` RGB array or a torch ``(C, H, W)``
+      tensor in [0, 1] (LightGlue's ``extractor.extract(image)``): its :class:`Features`;
+    - a list of images or a ``(B, C, H, W)`` tensor: one :class:`Features` per image.
+
+    Images are decoded with :func:`keypoints.image.to_array` and resized by ``resize`` (the
+    longest side, default 1024, never upsampled; ``(height, width)``; None: native). Keypoints
+    are float32 (x, y) in original-image pixels, centres at integers.
+    """
+
+    @functools.wraps(extract)
+    def wrapper(self, images, resize: int | Sequence[int] | None = DEFAULT_RESIZE) -> Any:
+        if isinstance(images, Prepared):
+            return extract(self, [images])[0]
+        if isinstance(images, (list, tuple)) and all(isinstance(i, Prepared) for i in images):
+            return extract(self, images)  # the batch form (also an empty list)
+        single = not isinstance(images, (list, tuple)) and not (
+            isinstance(images, torch.Tensor) and images.ndim == 4
+        )
+        prepared = [
+            self.prepare(to_array(image, max_pixels=DEFAULT_MAX_PIXELS), resize)
+            for image in as_image_list(images)
+        ]
+        results = extract(self, prepared)
+        return results[0] if single else results
+
+    return wrapper
 
 
 class InfoFacts:
