@@ -22,9 +22,9 @@ def test_torch_hub_entry_points_give_working_models():
     for name in ("aliked", "disk", "xfeat", "superpoint", "lightglue", "detector"):
         assert callable(getattr(hubconf, name))
     assert set(hubconf.dependencies) >= {"torch", "numpy"}
-    net = torch.hub.load(str(ROOT), "aliked", source="local", variant="t16", max_keypoints=200)
+    net = torch.hub.load(str(ROOT), "aliked", source="local", variant="n16", max_keypoints=200)
     features = net.extract(EXAMPLE)
-    assert features == keypoints.detect(EXAMPLE, "aliked-t16", max_keypoints=200)[0]
+    assert features == keypoints.detect(EXAMPLE, "aliked-n16", max_keypoints=200)[0]
     glue = torch.hub.load(str(ROOT), "lightglue", source="local", features="aliked")
     matches = keypoints.match(features, features, matcher=glue)
     assert len(matches) > 150  # an image against itself
