@@ -7,9 +7,10 @@ import io
 import numpy as np
 import pytest
 import torch
-from conftest import COCO, require
+from conftest import COCO, EXAMPLE, require
 from PIL import Image
 
+import keypoints
 from keypoints import ImageError, ImageNotFoundError
 from keypoints.image import resized_shape, scale_keypoints_back, to_array
 
@@ -104,3 +105,43 @@ def test_resized_shape_and_coordinate_mapping():
     kp = torch.tensor([[159.5, 119.5], [0.0, 0.0]])
     back = scale_keypoints_back(kp, (240, 320), (480, 640))
     torch.testing.assert_close(back, torch.tensor([[319.5, 239.5], [0.5, 0.5]]))
+
+
+def test_resize_forms_share_one_convention():
+    """Every exact form names its order; the CLI's 'WxH' and the Python forms agree."""
+    from keypoints.image import Size, normalize_resize, resized_shape
+
+    exact = [(480, 640), [480, 640], Size(height=480, width=640), {"height": 480, "width": 640},
+             "640x480", "640X480", np.array([480, 640])]  # fmt: skip
+    for form in exact:
+        assert normalize_resize(form) == (480, 640), form
+        assert resized_shape(480, 640, form) == (480, 640)
+    assert normalize_resize("1024") == normalize_resize(1024) == 1024
+    assert normalize_resize("none") is None and normalize_resize(None) is None
+    for bad in ["640,480", (480, 640, 3), {"h": 480, "w": 640}, 0, (0, 5), True, "x480", 1.5]:
+        with pytest.raises(keypoints.ConfigError, match="resize"):
+            normalize_resize(bad)
+
+
+def test_swapped_resize_tuple_warns_explicit_forms_do_not():
+    """(640, 480) on a 640x480 (width x height) image is almost surely (width, height)."""
+    import warnings
+
+    from keypoints.image import Size, resized_shape
+
+    with pytest.warns(UserWarning, match=r"resize=\(640, 480\) is \(height, width\)"):
+        assert resized_shape(480, 640, (640, 480)) == (640, 480)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resized_shape(480, 640, Size(height=640, width=480))  # said on purpose
+        resized_shape(480, 640, "480x640")
+        resized_shape(480, 640, (240, 320))  # same orientation
+        resized_shape(500, 520, (520, 500))  # square-ish: no orientation to flip
+
+
+def test_detect_takes_every_resize_form_and_refuses_bad_ones_before_reading():
+    a = keypoints.detect(EXAMPLE, "sift", resize=(240, 320))[0]
+    for form in ("320x240", {"height": 240, "width": 320}, keypoints.Size(240, 320)):
+        assert keypoints.detect(EXAMPLE, "sift", resize=form)[0] == a
+    with pytest.raises(keypoints.ConfigError, match="'640,480' is not understood"):
+        keypoints.detect("/no/such/image.png", "sift", resize="640,480")

@@ -36,6 +36,7 @@ from .hf import (
     SuperPointImageProcessor,
     SuperPointKeypointDescriptionOutput,
 )
+from .image import Size
 from .io import load_features, save_features
 from .matching import Verification, match, match_batch, verify
 from .models.aliked import ALIKED, ALIKEDConfig
@@ -61,6 +62,7 @@ __all__ = [
     "LightGlueImageProcessor",
     "LightGlueKeypointMatchingOutput",
     "Features",
+    "Size",
     "plot_keypoints",
     "plot_matches",
     "Matches",

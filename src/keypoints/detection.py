@@ -8,7 +8,6 @@ top-k, descriptors) -> :class:`~keypoints.Features`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from .defaults import (
 )
 from .errors import ConfigError
 from .features import Features
-from .image import as_image_list, check_resize, to_array
+from .image import ResizeInput, as_image_list, check_resize, to_array
 from .models.protocol import Detector
 from .models.registry import load_model
 
@@ -35,7 +34,7 @@ def detect(
     images,
     model: str | os.PathLike | Detector = DEFAULT_MODEL,
     *,
-    resize: int | Sequence[int] | None = DEFAULT_RESIZE,
+    resize: ResizeInput = DEFAULT_RESIZE,
     device: str | torch.device | None = DEFAULT_DEVICE,
     backend: str = DEFAULT_BACKEND,
     precision: str = DEFAULT_PRECISION,
@@ -54,8 +53,12 @@ def detect(
             are cached per process.
         resize: preprocessing, kept apart from the model options. An int is the longest side
             (default 1024; smaller images are never upsampled, whereas cvg's LightGlue
-            ``Extractor`` scales every image to ``resize``), ``(height, width)`` an exact size,
-            None the native resolution.
+            ``Extractor`` scales every image to ``resize``); None the native resolution; an
+            exact size as ``(height, width)`` (torch's order; a tuple that flips the image's
+            orientation warns), ``keypoints.Size(height=, width=)``, ``{"height": H, "width":
+            W}`` or ``"WIDTHxHEIGHT"`` (the CLI's ``--resize 640x480``). See
+            :func:`keypoints.image.normalize_resize`. (``Features.image_size`` is ``(width,
+            height)``, as LightGlue's.)
         device: where to run: ``"auto"`` (default; CUDA when a GPU is visible, else the
             CPU; a detector passed in stays on its device), ``"cpu"``, ``"cuda"``, a
             :class:`torch.device`, or None (the CPU; a detector passed in stays put).

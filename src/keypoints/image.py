@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ __all__ = [
     "rgb_to_grayscale",
     "resize_array",
     "resized_shape",
+    "normalize_resize",
+    "Size",
     "scale_keypoints_back",
     "Prepared",
     "prepare_array",
@@ -274,42 +277,122 @@ def resize_array(
     return np.stack(channels, axis=-1)
 
 
-def resized_shape(height: int, width: int, resize: int | Sequence[int] | None) -> tuple[int, int]:
+class Size(NamedTuple):
+    """An exact image size, named so it cannot be read the wrong way round.
+
+    ``Size(height=480, width=640)``; also what ``resize="640x480"`` (width x height, as the CLI's
+    ``--resize``) and ``resize={"height": 480, "width": 640}`` (transformers' ``size``) become.
+    """
+
+    height: int
+    width: int
+
+
+#: What ``resize`` takes, everywhere in the Python API.
+ResizeInput = int | Sequence[int] | Size | dict | str | None
+
+
+def normalize_resize(resize: ResizeInput) -> int | tuple[int, int] | None:
+    """``resize`` in one of its accepted forms -> None, an int, or an exact ``(height, width)``.
+
+    The forms, one convention each:
+
+    - None or ``"none"``: the native resolution;
+    - an int (or ``"1024"``): the longest side in pixels, never upsampling;
+    - ``(height, width)``: a tuple or list, as torch, kornia and LightGlue order sizes (an
+      exact size whose orientation is the image's transposed warns: see :func:`resized_shape`);
+    - ``Size(height=, width=)``, ``{"height": H, "width": W}`` (transformers' ``size``) or the
+      string ``"WIDTHxHEIGHT"`` (``"640x480"``, as the CLI's ``--resize``): exact sizes that
+      cannot be misread, returned as :class:`Size`.
+
+    Anything else (a 3-tuple, ``"640,480"``, zero or negative sizes, bools) raises
+    :class:`~keypoints.errors.ConfigError` naming the accepted forms.
+    """
+    forms = (
+        "use None (native), an int (longest side), (height, width), "
+        "{'height': H, 'width': W} or 'WIDTHxHEIGHT' such as '640x480'"
+    )
+    if resize is None or isinstance(resize, Size):
+        value = resize
+    elif isinstance(resize, str):
+        text = resize.strip().lower()
+        if text in ("none", "native"):
+            return None
+        parts = text.split("x")
+        if not all(p.strip().isdigit() for p in parts) or len(parts) > 2:
+            raise ConfigError(f"resize {resize!r} is not understood: {forms}")
+        numbers = [int(p) for p in parts]
+        value = numbers[0] if len(numbers) == 1 else Size(height=numbers[1], width=numbers[0])
+    elif isinstance(resize, dict):
+        if set(resize) != {"height", "width"}:
+            raise ConfigError(f"resize {resize!r} needs exactly 'height' and 'width': {forms}")
+        value = Size(height=int(resize["height"]), width=int(resize["width"]))
+    elif isinstance(resize, (int, np.integer)) and not isinstance(resize, (bool, np.bool_)):
+        value = int(resize)
+    elif (
+        isinstance(resize, (Sequence, np.ndarray, torch.Size))
+        and len(resize) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in resize)
+    ):
+        value = (int(resize[0]), int(resize[1]))
+    else:
+        raise ConfigError(f"resize {resize!r} is not understood: {forms}")
+    if isinstance(value, int) and value < 1:
+        raise ConfigError(f"resize must be >= 1 (the longest side in pixels), got {value}")
+    if isinstance(value, tuple) and min(value) < 1:
+        raise ConfigError(f"resize (height, width) must be positive, got {tuple(value)}")
+    return value
+
+
+def resized_shape(height: int, width: int, resize: ResizeInput) -> tuple[int, int]:
     """The (height, width) an image of ``height x width`` is resized to.
 
-    ``resize``: None keeps the native size; an int is the longest side, never upsampling (cvg's
-    LightGlue ``Extractor`` does upsample smaller images to ``resize``); a pair is
-    ``(height, width)``.
+    ``resize`` (see :func:`normalize_resize`): None keeps the native size; an int is the
+    longest side, never upsampling (cvg's LightGlue ``Extractor`` does upsample smaller images
+    to ``resize``); a pair is ``(height, width)``. A plain tuple that turns a clearly landscape
+    image into a portrait one (or the reverse) warns, as it is most likely ``(width, height)``
+    by mistake; :class:`Size`, a dict or ``"WxH"`` say the order and never warn.
     """
-    if resize is None:
+    value = normalize_resize(resize)
+    if value is None:
         return height, width
-    if isinstance(resize, (int, np.integer)) and not isinstance(resize, bool):
-        if resize < 1:
-            raise ConfigError(f"resize must be >= 1 (the longest side in pixels), got {resize}")
+    if isinstance(value, int):
         longest = max(height, width)
-        if longest <= resize:
+        if longest <= value:
             return height, width
-        scale = resize / longest
+        scale = value / longest
         return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
-    if isinstance(resize, Sequence) and not isinstance(resize, str) and len(resize) == 2:
-        h, w = (int(v) for v in resize)
-        if h < 1 or w < 1:
-            raise ConfigError(f"resize (height, width) must be positive, got {tuple(resize)}")
-        return h, w
-    raise ConfigError(
-        f"resize must be None (native), an int (longest side) or (height, width), got {resize!r}"
-    )
+    h, w = value
+    if not isinstance(value, Size) and _orientation(height, width) * _orientation(h, w) < 0:
+        warnings.warn(
+            f"resize=({h}, {w}) is (height, width): it turns this {width}x{height} image "
+            f"(width x height) into {w}x{h}, squashing it; pass ({w}, {h}) if you meant "
+            f"(width, height), or keypoints.Size(height={h}, width={w}) (or '{w}x{h}') to "
+            "say it is intended",
+            UserWarning,
+            stacklevel=2,
+        )
+    return h, w
 
 
-def check_resize(resize: int | Sequence[int] | None, max_pixels: int | None) -> None:
-    """Refuse an exact ``(height, width)`` resize over the pixel limit ``max_pixels``.
+def _orientation(height: int, width: int) -> int:
+    """+1 for clearly landscape (width > 1.2 x height), -1 for clearly portrait, else 0."""
+    if width > 1.2 * height:
+        return 1
+    return -1 if height > 1.2 * width else 0
 
-    The limit bounds the memory of an image after resizing too (an exact size upsamples);
-    an int ``resize`` never upsamples, so it cannot exceed the limit the image passed.
+
+def check_resize(resize: ResizeInput, max_pixels: int | None) -> None:
+    """Check ``resize``'s form; refuse an exact size over the pixel limit ``max_pixels``.
+
+    Malformed forms raise :class:`ConfigError` (see :func:`normalize_resize`) before any image
+    is read. The limit bounds the memory of an image after resizing too (an exact size
+    upsamples); an int ``resize`` never upsamples, so it cannot exceed the limit the image passed.
     """
-    if max_pixels is None or resize is None or isinstance(resize, (int, np.integer)):
+    resize = normalize_resize(resize)
+    if max_pixels is None or resize is None or isinstance(resize, int):
         return
-    if isinstance(resize, Sequence) and len(resize) == 2:
+    if isinstance(resize, tuple):
         pixels = int(resize[0]) * int(resize[1])
         if pixels > max_pixels:
             raise ConfigError(

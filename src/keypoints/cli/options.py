@@ -33,6 +33,7 @@ from ..defaults import (
     ROTATIONS,
 )
 from ..errors import ConfigError
+from ..image import normalize_resize
 from ..presets import PRESETS, Preset, custom, load_preset
 
 #: ``--resize`` was not given (None means ``--resize none``: the native resolution).
@@ -43,19 +44,12 @@ def parse_resize(ctx, param, value: str | None):
     """``1024`` (longest side), ``640x480`` (width x height) or ``none`` (native resolution)."""
     if value is None:
         return UNSET
-    if value.lower() in ("none", "native"):
-        return None
-    try:
-        parts = [int(v) for v in value.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1 and parts[0] >= 1:
-        return parts[0]
-    if len(parts) == 2 and min(parts) >= 1:
-        return (parts[1], parts[0])  # (height, width)
-    raise click.BadParameter(
-        f"{value!r}: use a longest side (1024), WIDTHxHEIGHT (640x480) or 'none' for native"
-    )
+    try:  # the Python API's parser: "640x480" is a Size(height=480, width=640)
+        return normalize_resize(value)
+    except ConfigError:
+        raise click.BadParameter(
+            f"{value!r}: use a longest side (1024), WIDTHxHEIGHT (640x480) or 'none' for native"
+        ) from None
 
 
 def resize_option(default: int | None = DEFAULT_RESIZE):
