@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from ..defaults import DEFAULT_BATCH_SIZE
 from ..errors import KeypointsError
@@ -160,13 +159,11 @@ class _Writer:
     def _plot(self, image: str, stem: str, results: dict) -> None:
         import matplotlib.pyplot as plt
 
-        from ..viz import plot_keypoints
+        from ..viz import plot_compare
 
-        fig, axes = plt.subplots(1, len(results), figsize=(6.4 * len(results), 5.2))
-        for ax, (name, (features, _)) in zip(np.atleast_1d(axes), results.items()):
-            plot_keypoints(image, features, ax=ax, title=f"{name}: {len(features)} keypoints")
-        fig.suptitle(Path(image).name)
-        fig.tight_layout()
+        # one panel per model in a grid close to square, each titled with its model and count
+        found = {name: features for name, (features, _) in results.items()}
+        fig = plot_compare(image, found, title=Path(image).name)
         save_figure(fig, self.outdir / f"{stem}{'_compare' if self.compare else ''}.png")
         plt.close(fig)
 

@@ -38,7 +38,7 @@ from .metrics import (
     repeatability,
 )
 
-__all__ = ["evaluate_homography", "pipelines_for", "MMA_THRESHOLDS", "H_THRESHOLDS"]
+__all__ = ["evaluate_homography", "pipelines_for", "plot_mma", "MMA_THRESHOLDS", "H_THRESHOLDS"]
 
 MMA_THRESHOLDS = tuple(range(1, 11))
 H_THRESHOLDS = (1, 3, 5, 10)
@@ -284,31 +284,46 @@ def summary_table(results: dict) -> str:
 
 def write_report(results: dict, output: Path) -> None:
     """``metrics.json``, ``summary.md`` and ``mma.png`` (MMA curves, as D2-Net's figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     output.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=2) + "\n"
     atomic_write(output / "metrics.json", lambda p: Path(p).write_text(text))
     table = summary_table(results)
     atomic_write(output / "summary.md", lambda p: Path(p).write_text(table))
-    subsets = ["all", *sorted({s for r in results.values() for s in r["subsets"]})]
-    fig, axes = plt.subplots(1, len(subsets), figsize=(4.5 * len(subsets), 4), squeeze=False)
-    for ax, subset in zip(axes[0], subsets):
-        for model, res in results.items():
-            r = res if subset == "all" else res["subsets"].get(subset)
-            if r:
-                ax.plot(
-                    MMA_THRESHOLDS,
-                    [r["mma"][str(t)] for t in MMA_THRESHOLDS],
-                    marker="o",
-                    label=model,
-                )
-        ax.set(title=subset, xlabel="threshold [px]", ylabel="MMA", ylim=(0, 1), xlim=(1, 10))
-        ax.grid(alpha=0.3)
-    axes[0][0].legend()
-    fig.tight_layout()
+    fig = plot_mma(results)
     atomic_write(output / "mma.png", lambda p: fig.savefig(p, format="png", dpi=100))
-    plt.close(fig)
+
+
+def plot_mma(results: dict):
+    """MMA curves (mean matching accuracy against the threshold in pixels, as D2-Net's figure).
+
+    Args:
+        results: model -> the summary :func:`evaluate_homography` returns (its ``"mma"`` and
+            its ``"subsets"``, each subset with its own ``"mma"`` and ``"pairs"``).
+
+    Returns:
+        A matplotlib Figure (Agg) with one panel for all pairs and one per subset, or a single
+        panel when there is one subset (it holds every pair: the panels would be identical);
+        one curve per model, thresholds 1 to 10 px on x, MMA in [0, 1] on y.
+    """
+    from matplotlib.figure import Figure
+
+    names = sorted({s for r in results.values() for s in r["subsets"]})
+    panels = ["all", *names] if len(names) > 1 else names or ["all"]
+    fig = Figure(figsize=(4.5 * len(panels), 4), dpi=100)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, subset in zip(axes, panels):
+        pairs = 0
+        for model, res in results.items():
+            r = res if subset == "all" or len(panels) == 1 else res["subsets"].get(subset)
+            if r:
+                pairs = max(pairs, int(r.get("pairs", 0)))
+                ax.plot(MMA_THRESHOLDS, [r["mma"][str(t)] for t in MMA_THRESHOLDS], marker="o",
+                        markersize=4, label=model)  # fmt: skip
+        title = subset if not pairs else f"{subset} ({pairs} pairs)"
+        ax.set(title=title, xlabel="threshold [px]", ylim=(0, 1), xlim=(1, 10))
+        ax.set_xticks(MMA_THRESHOLDS)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("MMA")
+    axes[0].legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    return fig
