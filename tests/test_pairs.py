@@ -175,3 +175,14 @@ def test_match_pairs_killed_leaves_the_output_whole(tmp_path):
     assert not list(tmp_path.glob(".m.h5.*.tmp"))
     for a, b in pairs:
         np.testing.assert_array_equal(read_matches(output, a, b), read_matches(reference, a, b))
+
+
+def test_pairs_command_names_only_its_own_options(tmp_path, capsys):
+    """`keypoints pairs` has no --pairs option, so its message does not suggest one."""
+    from keypoints.cli import main
+
+    assert main(["pairs", "examples", "-o", str(tmp_path / "p.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "choose exactly one of --exhaustive, --sequential K" in err and "--pairs" not in err
+    assert main(["match-pairs", str(tmp_path / "f.h5"), "-o", str(tmp_path / "m.h5")]) == 2
+    assert "--pairs FILE, --exhaustive" in capsys.readouterr().err

@@ -126,7 +126,7 @@ def pairs_command(source, exhaustive, sequential, output):
     """Write the image pairs of SOURCE (features .h5, image folder or list of paths)."""
     from ..pipeline.pairs import pairs_from, write_pairs
 
-    pairs = pairs_from(source, None, exhaustive, sequential)
+    pairs = pairs_from(source, None, exhaustive, sequential, from_file=False)
     write_pairs(pairs, output)
     click.echo(f"wrote {len(pairs)} pairs to {output}")
 

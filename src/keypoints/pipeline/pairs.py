@@ -77,15 +77,20 @@ def pairs_from(
     pairs_file: str | os.PathLike | None = None,
     exhaustive: bool = False,
     sequential: int | None = None,
+    *,
+    from_file: bool = True,
 ) -> list[tuple[str, str]]:
     """Pairs from exactly one of: a ``pairs_file``, ``exhaustive``, or ``sequential``.
 
     ``exhaustive`` and ``sequential`` (window K) pair the image names of ``source`` (a features
-    ``.h5``, an image folder, or a text file of paths).
+    ``.h5``, an image folder, or a text file of paths). ``from_file=False``: the caller has no
+    pairs file to offer (``keypoints pairs``), so the message names only the other two.
     """
     chosen = [pairs_file is not None, exhaustive, sequential is not None]
     if sum(chosen) != 1:
-        raise ConfigError("choose exactly one of --pairs FILE, --exhaustive, --sequential K")
+        offered = ["--pairs FILE"] if from_file else []
+        offered += ["--exhaustive", "--sequential K"]
+        raise ConfigError(f"choose exactly one of {', '.join(offered)}")
     if pairs_file is not None:
         return read_pairs(pairs_file)
     if str(source).endswith((".h5", ".hdf5")):
