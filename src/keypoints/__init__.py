@@ -45,6 +45,7 @@ from .models.protocol import Detector, DetectorInfo
 from .models.registry import MODELS, list_models, load_model
 from .models.superpoint import SuperPoint
 from .models.xfeat import XFeat, XFeatConfig
+from .offline import download
 from .pipeline import ExtractSettings, extract, match_pairs
 from .presets import PRESETS, Preset, list_presets, load_preset
 from .viz import plot_keypoints, plot_matches
@@ -54,6 +55,7 @@ __all__ = [
     "detect",
     "extract",
     "match_pairs",
+    "download",
     "ExtractSettings",
     "Detector",
     "DetectorInfo",

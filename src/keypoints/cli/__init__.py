@@ -16,7 +16,7 @@ import click
 
 from .._version import __version__
 from ..errors import KeypointsError, as_os_error, describe_os_error
-from . import batch, detect, evaluate, info, match
+from . import batch, detect, download, evaluate, info, match
 from .options import add_verbosity_options, set_verbosity
 
 __all__ = ["cli", "main", "EXIT_USER_ERROR", "EXIT_UNEXPECTED"]
@@ -46,6 +46,7 @@ for command in (
     batch.match_pairs_command,
     batch.colmap_command,
     info.export_group,
+    download.download_command,
 ):
     add_verbosity_options(command)
     cli.add_command(command)

@@ -45,6 +45,7 @@ __all__ = [
     "notice",
     "DownloadNotice",
     "HUB_CONNECT_TIMEOUT",
+    "UnavailableError",
 ]
 
 CONFIG_NAME = "config.json"
@@ -101,6 +102,18 @@ def _cache_location(cache_dir: str | os.PathLike | None = None) -> str:
     from huggingface_hub import constants
 
     return os.fspath(cache_dir) if cache_dir is not None else str(constants.HF_HUB_CACHE)
+
+
+class UnavailableError(WeightsNotFoundError):
+    """Weights are not cached and cannot be downloaded now (offline mode, no network).
+
+    ``reason`` says why in a few words (``offline mode is on (HF_HUB_OFFLINE=1)``); the message
+    adds what to do.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DownloadNotice(UserWarning):
@@ -272,8 +285,8 @@ def _hub_file(
             return None
         why = "not looked up (local files only)" if local_files_only else (
             "offline mode is on (HF_HUB_OFFLINE=1)")  # fmt: skip
-        raise WeightsNotFoundError(_offline_message(repo_id, what, hint, why,
-                                                    _cache_location(cache)))  # fmt: skip
+        raise UnavailableError(_offline_message(repo_id, what, hint, why,
+                                                _cache_location(cache)), why)  # fmt: skip
     if repo_id not in _ANNOUNCED:
         _ANNOUNCED.add(repo_id)
         notice(f"looking up {repo_id} on the Hugging Face Hub ...")
@@ -282,8 +295,8 @@ def _hub_file(
         if not required:
             return None
         why = f"the Hub is unreachable ({problem})"
-        raise WeightsNotFoundError(_offline_message(repo_id, what, hint, why,
-                                                    _cache_location(cache)))  # fmt: skip
+        raise UnavailableError(_offline_message(repo_id, what, hint, why,
+                                                _cache_location(cache)), why)  # fmt: skip
     offline = False
     for filename in filenames:
         try:
@@ -303,8 +316,8 @@ def _hub_file(
             raise WeightsError(f"could not download '{repo_id}': {exc}") from None
     if offline and required:
         why = "the Hub did not answer"
-        raise WeightsNotFoundError(_offline_message(repo_id, what, hint, why,
-                                                    _cache_location(cache)))  # fmt: skip
+        raise UnavailableError(_offline_message(repo_id, what, hint, why,
+                                                _cache_location(cache)), why)  # fmt: skip
     if required:
         raise WeightsNotFoundError(f"'{repo_id}' on the Hub has none of {', '.join(filenames)}")
     return None
@@ -490,17 +503,19 @@ def download_url(
     if local_files_only or offline_mode():
         why = "it was not looked up (local files only)" if local_files_only else (
             "offline mode is on (HF_HUB_OFFLINE)")  # fmt: skip
-        raise WeightsNotFoundError(
+        raise UnavailableError(
             f"'{filename}' is not in the cache ({target}) and {why}; download {url} to that "
             "path where the network is reachable (or run `keypoints download MODEL|PRESET` "
-            f"there and copy {target.parent} here), or {hint}"
+            f"there and copy {target.parent} here), or {hint}",
+            why,
         )
     notice(f"downloading {url} ...")
     problem = unreachable(url)
     if problem is not None:
-        raise WeightsNotFoundError(
+        raise UnavailableError(
             f"could not download {url} (unreachable: {problem}) and it is not cached at "
-            f"{target}; {hint}"
+            f"{target}; {hint}",
+            f"the server is unreachable ({problem})",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -510,8 +525,9 @@ def download_url(
                 out.write(chunk)
         os.replace(tmp, target)
     except OSError as exc:
-        raise WeightsNotFoundError(
-            f"could not download {url} ({exc}) and it is not cached at {target}; {hint}"
+        raise UnavailableError(
+            f"could not download {url} ({exc}) and it is not cached at {target}; {hint}",
+            f"could not download {url} ({exc})",
         ) from None
     finally:
         if tmp.exists():
