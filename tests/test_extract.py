@@ -381,3 +381,25 @@ def test_non_utf8_file_names_are_reported_not_fatal(image_dir, tmp_path):
         ]
         assert report.errors[0][0] == "caf\\udce9.png"
         assert len(list_names(output)) == 5 and not (tmp_path / "f.h5.parts").exists()
+
+
+@pytest.mark.slow
+def test_ray_cli_run_prints_only_our_lines(image_dir, tmp_path):
+    """A successful `extract --engine ray` shows no Ray start-up, plan, or C++ notes (Ray's
+    error-level note about actor arguments, ray-project/ray#53727); `-v` lets them through."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'keypoints[ray]')")
+    command = [sys.executable, "-m", "keypoints", "extract", str(image_dir), "-m", "aliked-t16",
+               "--resize", "160", "--max-keypoints", "50", "--engine", "ray", "--workers", "2"]  # fmt: skip
+    quiet = subprocess.run([*command, "-o", str(tmp_path / "a.h5")], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert "extracted 5 image(s)" in quiet.stdout
+    lines = [line for line in quiet.stderr.splitlines() if line.strip()]
+    assert all(line.startswith("keypoints:") for line in lines), lines  # e.g. the bad image
+    assert "core_worker" not in quiet.stderr and "WARNING" not in quiet.stderr
+    loud = subprocess.run([*command, "-o", str(tmp_path / "b.h5"), "-v"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert loud.returncode == 0 and "core_worker" in loud.stderr
