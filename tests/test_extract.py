@@ -392,7 +392,8 @@ def test_ray_cli_run_prints_only_our_lines(image_dir, tmp_path):
 
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'keypoints[ray]')")
     command = [sys.executable, "-m", "keypoints", "extract", str(image_dir), "-m", "aliked-t16",
-               "--resize", "160", "--max-keypoints", "50", "--engine", "ray", "--workers", "2"]  # fmt: skip
+               "--resize", "160", "--max-keypoints", "50", "--engine", "ray",
+               "--workers", "2"]  # fmt: skip
     quiet = subprocess.run([*command, "-o", str(tmp_path / "a.h5")], capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert quiet.returncode == 0, quiet.stderr
