@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -271,8 +272,10 @@ def test_offline_mode_makes_no_network_call(caches, monkeypatch, capsys):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", network)
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     monkeypatch.setattr(socket, "create_connection", _no_network)
-    with pytest.raises(WeightsNotFoundError, match="offline mode is on"):
+    with pytest.raises(WeightsNotFoundError, match="offline mode is on") as info:
         keypoints.load_model("superpoint")
+    copy = pickle.loads(pickle.dumps(info.value))  # as a worker process would send it back
+    assert str(copy) == str(info.value) and copy.reason == "offline mode is on (HF_HUB_OFFLINE=1)"
     assert main(["download", "superpoint-lightglue", "superpoint-open"]) == 2
     captured = capsys.readouterr()
     assert captured.out.count("failed: offline mode is on") == 3

@@ -107,13 +107,13 @@ def _cache_location(cache_dir: str | os.PathLike | None = None) -> str:
 class UnavailableError(WeightsNotFoundError):
     """Weights are not cached and cannot be downloaded now (offline mode, no network).
 
-    ``reason`` says why in a few words (``offline mode is on (HF_HUB_OFFLINE=1)``); the message
-    adds what to do.
+    ``reason`` says why in a few words (``offline mode is on (HF_HUB_OFFLINE=1)``; the whole
+    message when not given); the message adds what to do.
     """
 
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)  # args stay (message,): the error pickles across processes
+        self.reason = reason or message
 
 
 class DownloadNotice(UserWarning):
