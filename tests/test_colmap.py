@@ -183,3 +183,24 @@ def test_colmap_killed_leaves_nothing_and_the_rerun_completes(sfm_files, tmp_pat
         assert handle.num_verified_image_pairs() > 0
     finally:
         handle.close()
+
+
+def test_colmap_command_prints_our_summary_not_colmaps_sift_setup(sfm_files, tmp_path, capfd):
+    """COLMAP's verification logs "Creating SIFT CPU feature matcher" even for ALIKED features;
+    by default only our summary prints, -v shows COLMAP's lines too."""
+    import logging
+
+    from keypoints.cli import main
+
+    pytest.importorskip("pycolmap", reason="pycolmap is not installed ([colmap] extra)")
+    _, images, features, matches, _ = sfm_files
+    base = ["colmap", str(features), str(matches), "--image-dir", str(images), "--database"]
+    assert main([*base, str(tmp_path / "a.db")]) == 0
+    out, err = capfd.readouterr()
+    assert "wrote" in out and "6 images" in out
+    assert "SIFT" not in err and "feature_matching" not in err, err
+    try:
+        assert main([*base, str(tmp_path / "b.db"), "-v"]) == 0
+        assert "Creating SIFT CPU feature matcher" in capfd.readouterr().err
+    finally:
+        logging.getLogger("keypoints").setLevel(logging.NOTSET)  # -v set it for this process

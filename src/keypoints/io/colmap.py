@@ -9,6 +9,8 @@ integers: keypoints get +0.5 here, the one place the conventions meet.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -45,6 +47,24 @@ class ColmapImport:
     matched_pairs: int
     matches: int
     verified_pairs: int
+
+
+@contextlib.contextmanager
+def _colmap_log_level(pycolmap):
+    """COLMAP's own INFO lines (its SIFT matcher's set-up, timers) only with ``-v``.
+
+    The geometric verification runs inside COLMAP's feature-matching controller, which logs
+    "Creating SIFT CPU feature matcher" whatever the features are; our own summary says what
+    was done. Warnings and errors still print.
+    """
+    verbose = logging.getLogger("keypoints").getEffectiveLevel() <= logging.INFO
+    previous = pycolmap.logging.minloglevel
+    if not verbose:
+        pycolmap.logging.minloglevel = max(previous, 1)  # glog: 0 INFO, 1 WARNING
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = previous
 
 
 def _pycolmap():
@@ -144,6 +164,10 @@ def import_colmap(
                              f"{', '.join(unknown[:5])}")  # fmt: skip
 
     def build(tmp: str) -> None:
+        with _colmap_log_level(pycolmap):
+            _build(tmp)
+
+    def _build(tmp: str) -> None:
         # 1. cameras and images
         if image_dir is not None:
             pycolmap.Database.open(tmp).close()  # the importer needs an existing database
