@@ -118,6 +118,7 @@ def test_readers_for_both_layouts(tmp_path):
     assert seq.name == "boat" and seq.pairs[0].path1.name == "img2.pgm"
     np.testing.assert_array_equal(seq.pairs[0].homography, np.diag([2.0, 2.0, 1.0]))
     assert load_dataset(ox)[0].name == "boat"  # a sequence folder on its own
+    assert seq.subset == "zoom+rotation"  # boat and bark zoom and rotate (graf, wall: viewpoint)
 
 
 def test_reader_errors_name_the_file(tmp_path):
@@ -193,4 +194,9 @@ def test_every_pipeline_is_checked_before_any_image_is_read(tmp_path, monkeypatc
     assert list(written) == ["orb"] and written["orb"]["pairs"] == 5
     settings = written["orb"]["settings"]
     assert settings["estimator"] == "poselib" and settings["keypoints_version"]
+    assert settings["models"] == ["orb", "sift"] and settings["pairs"] == 5
+    assert settings["max_keypoints"] == 2048 and settings["resize"] is None
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert summary.startswith("settings: dataset=") and "max_keypoints=2048" in summary
+    assert "PoseLib LO-RANSAC 2.0 px" in summary.splitlines()[0]
     assert set(written["orb"]["sequences"]) == {"graf"} and written["orb"]["matcher"] == "mnn"

@@ -20,14 +20,6 @@ from .options import (
     rotation_option,
 )
 
-MATCHER_NAMES = {
-    "auto": "auto (LightGlue where weights for the detector are available offline, else mutual "
-    "nearest neighbour; see the matcher column)",
-    "lightglue": "LightGlue",
-    "mnn": "mutual nearest neighbour",
-}
-ESTIMATOR_NAMES = {"poselib": "PoseLib LO-RANSAC", "opencv": "OpenCV USAC MAGSAC++"}
-
 
 @click.group("eval")
 def eval_group():
@@ -66,7 +58,12 @@ def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, 
                     precision):  # fmt: skip
     """Repeatability, MMA@1-10 px and homography accuracy/AUC on HPatches or Oxford affine."""
     from ..evaluation.datasets import load_dataset
-    from ..evaluation.homography import evaluate_homography, summary_table
+    from ..evaluation.homography import (
+        evaluate_homography,
+        run_settings,
+        settings_text,
+        summary_table,
+    )
     from .options import UNSET
 
     chosen = [load_preset(p.strip()) for p in (presets or "").split(",") if p.strip()]
@@ -76,18 +73,12 @@ def eval_homography(dataset, models, presets, max_keypoints, threshold, resize, 
     resize = None if resize is UNSET else resize
     matcher = matcher or DEFAULT_MATCHER
     sequences = load_dataset(dataset)
-    pairs = sum(len(s.pairs) for s in sequences)
-    click.echo(
-        f"settings: dataset={dataset} ({len(sequences)} sequences, {pairs} pairs), "
-        f"models={','.join(names) or '-'}, presets={','.join(p.name for p in chosen) or '-'}, "
-        f"max_keypoints={max_keypoints}, "
-        f"threshold={'top-k (0) for learned models' if threshold is None else threshold}, "
-        f"resize={'native' if resize is None else resize}, "
-        f"matcher={MATCHER_NAMES[matcher]}"
-        f"{f' ({matcher_weights})' if matcher_weights else ''}, "
-        f"estimator={ESTIMATOR_NAMES[estimator]} {ransac_threshold} px, rotation={rotation}, "
-        f"precision={precision}"
-    )
+    settings = run_settings(
+        dataset, sequences, [*names, *chosen], max_keypoints=max_keypoints, threshold=threshold,
+        resize=resize, matcher=matcher, matcher_weights=matcher_weights, estimator=estimator,
+        ransac_threshold=ransac_threshold, rotation=rotation, precision=precision,
+    )  # fmt: skip
+    click.echo(f"settings: {settings_text(settings)}")
     results = evaluate_homography(
         dataset, [*names, *chosen], max_keypoints=max_keypoints, threshold=threshold,
         resize=resize, ransac_threshold=ransac_threshold, estimator=estimator, rotation=rotation,

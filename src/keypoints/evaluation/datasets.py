@@ -20,8 +20,18 @@ from ..errors import DatasetError
 __all__ = ["Pair", "Sequence", "load_dataset"]
 
 _EXTENSIONS = (".ppm", ".pgm", ".png", ".jpg", ".jpeg")
-# Oxford sequences whose change is photometric; the rest are geometric ("viewpoint")
-_OXFORD_SUBSETS = {"leuven": "illumination", "bikes": "blur", "trees": "blur", "ubc": "compression"}
+# What changes along each Oxford sequence (Mikolajczyk et al., IJCV 2005): graf and wall change
+# viewpoint, bark and boat zoom and rotate, the rest are photometric; others count as viewpoint
+_OXFORD_SUBSETS = {
+    "graf": "viewpoint",
+    "wall": "viewpoint",
+    "bark": "zoom+rotation",
+    "boat": "zoom+rotation",
+    "leuven": "illumination",
+    "bikes": "blur",
+    "trees": "blur",
+    "ubc": "compression",
+}
 
 
 @dataclass

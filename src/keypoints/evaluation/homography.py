@@ -78,6 +78,79 @@ def pipelines_for(
     return [*adhoc, *(load_preset(p) for p in presets)]
 
 
+#: How the settings line names the matchers and estimators.
+MATCHER_NAMES = {
+    "auto": "auto (LightGlue where weights for the detector are available offline, else mutual "
+    "nearest neighbour; see the matcher column)",
+    "lightglue": "LightGlue",
+    "mnn": "mutual nearest neighbour",
+}
+ESTIMATOR_NAMES = {"poselib": "PoseLib LO-RANSAC", "opencv": "OpenCV USAC MAGSAC++"}
+
+
+def run_settings(
+    dataset,
+    sequences,
+    pipelines: Sequence[str | Preset],
+    *,
+    max_keypoints: int = EVAL_MAX_KEYPOINTS,
+    threshold: float | None = None,
+    resize=None,
+    matcher: str = DEFAULT_MATCHER,
+    matcher_weights=None,
+    estimator: str = DEFAULT_ESTIMATOR,
+    ransac_threshold: float = DEFAULT_RANSAC_THRESHOLD,
+    rotation: str = DEFAULT_ROTATION,
+    precision: str = DEFAULT_PRECISION,
+) -> dict:
+    """The settings of an evaluation run, as recorded in ``metrics.json`` (JSON values only).
+
+    ``sequences`` are the dataset's (see :func:`load_dataset`); ``pipelines`` model names and
+    presets. See :func:`settings_text` for the line ``summary.md`` and the CLI print.
+    """
+    weights = matcher_weights
+    if weights is not None and not isinstance(weights, str):
+        weights = getattr(weights, "name", None) or type(weights).__name__
+    return {
+        "dataset": str(dataset),
+        "sequences": len(sequences),
+        "pairs": sum(len(s.pairs) for s in sequences),
+        "models": [p for p in pipelines if isinstance(p, str)],
+        "presets": [p.name for p in pipelines if isinstance(p, Preset)],
+        "max_keypoints": max_keypoints,
+        "threshold": threshold,
+        "resize": resize if resize is None or isinstance(resize, int) else list(resize),
+        "matcher": matcher,
+        "matcher_weights": weights,
+        "estimator": estimator,
+        "ransac_threshold": ransac_threshold,
+        "rotation": rotation,
+        "precision": precision,
+        "keypoints_version": __version__,
+    }
+
+
+def settings_text(settings: dict) -> str:
+    """One line saying how a run was made (from :func:`run_settings`), for people."""
+    s = settings
+    resize = s.get("resize")
+    threshold = s.get("threshold")
+    weights = s.get("matcher_weights")
+    return (
+        f"dataset={s['dataset']} ({s.get('sequences', '?')} sequences, {s.get('pairs', '?')} "
+        f"pairs), models={','.join(s.get('models', [])) or '-'}, "
+        f"presets={','.join(s.get('presets', [])) or '-'}, "
+        f"max_keypoints={s.get('max_keypoints')}, "
+        f"threshold={'top-k (0) for learned models' if threshold is None else threshold}, "
+        f"resize={'native' if resize is None else resize}, "
+        f"matcher={MATCHER_NAMES.get(s.get('matcher', ''), s.get('matcher'))}"
+        f"{f' ({weights})' if weights else ''}, "
+        f"estimator={ESTIMATOR_NAMES.get(s['estimator'], s['estimator'])} "
+        f"{s['ransac_threshold']} px, rotation={s['rotation']}, precision={s['precision']}, "
+        f"keypoints {s.get('keypoints_version', '?')}"
+    )
+
+
 def _aggregate(records: list[dict]) -> dict:
     errors = [r["corner_error"] for r in records]
     mma = np.mean([r["mma"] for r in records], axis=0) if records else np.zeros(10)
@@ -153,14 +226,10 @@ def evaluate_homography(
         for p in chosen
     ]  # fmt: skip
     check_options("homography", estimator, ransac_threshold)
-    settings = {
-        "dataset": str(dataset),
-        "estimator": estimator,
-        "ransac_threshold": ransac_threshold,
-        "rotation": rotation,
-        "precision": precision,
-        "keypoints_version": __version__,
-    }
+    settings = run_settings(
+        dataset, sequences, pipelines, matcher_weights=matcher_weights, estimator=estimator,
+        ransac_threshold=ransac_threshold, rotation=rotation, precision=precision, **protocol,
+    )  # fmt: skip
     results = {}
     for pipeline, net, matcher in loaded:
         summary = _evaluate(pipeline, net, matcher, sequences, settings, progress)
@@ -288,6 +357,9 @@ def write_report(results: dict, output: Path) -> None:
     text = json.dumps(results, indent=2) + "\n"
     atomic_write(output / "metrics.json", lambda p: Path(p).write_text(text))
     table = summary_table(results)
+    settings = next(iter(results.values()), {}).get("settings")
+    if settings:  # how the numbers were made, above them
+        table = f"settings: {settings_text(settings)}\n\n{table}"
     atomic_write(output / "summary.md", lambda p: Path(p).write_text(table))
     fig = plot_mma(results)
     atomic_write(output / "mma.png", lambda p: fig.savefig(p, format="png", dpi=100))
