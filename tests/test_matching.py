@@ -117,7 +117,10 @@ def test_plot_matches_colours_inliers():
     colors = [tuple(c[:3]) for c in lines.get_colors()]
     assert colors == [matplotlib.colors.to_rgb(c) for c in ("lime", "red", "lime")]
     segments = lines.get_segments()
-    np.testing.assert_allclose(segments[1], [[5, 5], [640 + 10 + 6, 6]])  # right image offset
+    # the right image (20 px high) is drawn at the left one's height (x24), 10 px to its right;
+    # pixel centres at integers: (6 + 0.5) * 24 - 0.5
+    scaled = 6.5 * 24 - 0.5
+    np.testing.assert_allclose(segments[1], [[5, 5], [640 + 10 + scaled, scaled]], atol=1e-4)
 
 
 def test_end_to_end_recovers_the_example_warp():
