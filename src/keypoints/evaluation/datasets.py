@@ -104,6 +104,15 @@ def _sequence(folder: Path) -> Sequence | None:
     return seq
 
 
+#: Where the datasets come from, for the messages (``keypoints download --datasets`` has more).
+_WHERE = (
+    "HPatches: extract http://icvl.ee.ic.ac.uk/vbalnt/hpatches/hpatches-sequences-release.tar.gz "
+    "and pass the hpatches-sequences-release folder; Oxford affine: "
+    "https://www.robots.ox.ac.uk/~vgg/research/affine/, one folder per sequence "
+    "(`keypoints download --datasets` says where and how)"
+)
+
+
 def load_dataset(root: str | Path) -> list[Sequence]:
     """All sequences below ``root`` (or ``root`` itself when it is one sequence), sorted by name.
 
@@ -111,7 +120,7 @@ def load_dataset(root: str | Path) -> list[Sequence]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"dataset folder '{root}' does not exist")
+        raise DatasetError(f"dataset folder '{root}' does not exist; {_WHERE}")
     single = _sequence(root)
     if single is not None:
         return [single]
@@ -119,6 +128,6 @@ def load_dataset(root: str | Path) -> list[Sequence]:
     if not sequences:
         raise DatasetError(
             f"no sequences found in '{root}': expected folders with 1.ppm + H_1_2 ... (HPatches) "
-            "or img1.ppm + H1to2p ... (Oxford affine)"
+            f"or img1.ppm + H1to2p ... (Oxford affine); {_WHERE}"
         )
     return sequences
