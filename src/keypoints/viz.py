@@ -350,7 +350,7 @@ def plot_matches(
     matches,
     inliers=None,
     ax=None,
-    max_lines: int | None = 1000,
+    max_lines: int | None = 500,
     title: str | None = None,
     seed: int = 0,
 ):
