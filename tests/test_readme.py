@@ -50,12 +50,13 @@ def stand_in_lightglue(directory, cache):
 
 def test_readme_python_examples_run(tmp_path, random_checkpoint):
     blocks = python_blocks()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     guide = next(i for i, b in enumerate(blocks) if "post_process_keypoint_detection" in b)
     fill_hub_cache(tmp_path / "hub", random_checkpoint)
     stand_in_lightglue(tmp_path / "lightglue", tmp_path / "cache")
     fill_hub_cache(tmp_path / "hub", tmp_path / "lightglue", LIGHTGLUE_REPO)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copy(ROOT / "hubconf.py", tmp_path / "hubconf.py")  # torch.hub.load(".", ...)
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

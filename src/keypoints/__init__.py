@@ -48,7 +48,7 @@ from .models.xfeat import XFeat, XFeatConfig
 from .offline import download
 from .pipeline import ExtractSettings, extract, match_pairs
 from .presets import PRESETS, Preset, list_presets, load_preset
-from .viz import plot_keypoints, plot_matches
+from .viz import plot_compare, plot_keypoints, plot_matches
 
 __all__ = [
     "__version__",
@@ -66,6 +66,7 @@ __all__ = [
     "Features",
     "Size",
     "plot_keypoints",
+    "plot_compare",
     "plot_matches",
     "Matches",
     "match",
