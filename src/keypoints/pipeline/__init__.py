@@ -8,6 +8,7 @@ from .extract import ExtractReport, extract, extract_report
 from .images import IMAGE_EXTENSIONS, list_images
 from .match_pairs import match_pairs, match_scores
 from .pairs import exhaustive_pairs, pairs_from, read_pairs, sequential_pairs, write_pairs
+from .retrieval import nearest_images, recall_at_k, retrieval_pairs
 from .settings import ExtractSettings
 
 __all__ = [
@@ -20,8 +21,11 @@ __all__ = [
     "list_images",
     "match_pairs",
     "match_scores",
+    "nearest_images",
     "pairs_from",
     "read_pairs",
+    "recall_at_k",
+    "retrieval_pairs",
     "sequential_pairs",
     "write_pairs",
 ]

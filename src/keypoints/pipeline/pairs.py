@@ -1,7 +1,8 @@
 """Image pairs for structure-from-motion.
 
-The pairs are every pair, a sliding window, or a text file (hloc's format, one ``name0 name1``
-per line).
+The pairs are every pair, a sliding window, the most similar images (retrieval, see
+:mod:`keypoints.pipeline.retrieval`), or a text file (hloc's format, one ``name0 name1`` per
+line).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from ..errors import ConfigError, ImageNotFoundError
 from ..io import atomic_write
 from ..io.hloc import list_names
 from .images import list_images
+from .retrieval import retrieval_pairs
 
 __all__ = [
     "exhaustive_pairs",
     "sequential_pairs",
+    "retrieval_pairs",
     "read_pairs",
     "write_pairs",
     "pairs_from",
@@ -77,26 +80,36 @@ def pairs_from(
     pairs_file: str | os.PathLike | None = None,
     exhaustive: bool = False,
     sequential: int | None = None,
+    retrieval: int | None = None,
     *,
     from_file: bool = True,
+    progress: bool = False,
 ) -> list[tuple[str, str]]:
-    """Pairs from exactly one of: a ``pairs_file``, ``exhaustive``, or ``sequential``.
+    """Pairs from exactly one of: a ``pairs_file``, ``exhaustive``, ``sequential``, ``retrieval``.
 
     ``exhaustive`` and ``sequential`` (window K) pair the image names of ``source`` (a features
-    ``.h5``, an image folder, or a text file of paths). ``from_file=False``: the caller has no
-    pairs file to offer (``keypoints pairs``), so the message names only the other two.
+    ``.h5``, an image folder, or a text file of paths). ``retrieval`` (K) pairs each image with
+    its K most similar ones (:func:`~keypoints.pipeline.retrieval.retrieval_pairs`); it needs a
+    features ``.h5`` source. ``from_file=False``: the caller has no pairs file to offer
+    (``keypoints pairs``), so the message names only the others. ``progress``: progress bars
+    (retrieval).
     """
-    chosen = [pairs_file is not None, exhaustive, sequential is not None]
+    chosen = [pairs_file is not None, exhaustive, sequential is not None, retrieval is not None]
     if sum(chosen) != 1:
         offered = ["--pairs FILE"] if from_file else []
-        offered += ["--exhaustive", "--sequential K"]
+        offered += ["--exhaustive", "--sequential K", "--retrieval K"]
         raise ConfigError(f"choose exactly one of {', '.join(offered)}")
     if pairs_file is not None:
         return read_pairs(pairs_file)
-    if str(source).endswith((".h5", ".hdf5")):
-        names = list_names(source)
-    else:
-        names = list_images(source)[1]
+    features = str(source).endswith((".h5", ".hdf5"))
+    if retrieval is not None:
+        if not features:
+            raise ConfigError(
+                f"--retrieval needs a features .h5, not {os.fspath(source)!r}: run "
+                f"`keypoints extract {os.fspath(source)} -o features.h5` first"
+            )
+        return retrieval_pairs(source, int(retrieval), progress=progress)
+    names = list_names(source) if features else list_images(source)[1]
     if exhaustive:
         return exhaustive_pairs(names)
     return sequential_pairs(names, int(sequential))  # type: ignore[arg-type]
