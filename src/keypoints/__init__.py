@@ -47,6 +47,7 @@ from .models.superpoint import SuperPoint
 from .models.xfeat import XFeat, XFeatConfig
 from .offline import download
 from .pipeline import ExtractSettings, extract, match_pairs
+from .pipeline.sfm import SfmReport, sfm
 from .presets import PRESETS, Preset, list_presets, load_preset
 from .viz import plot_compare, plot_keypoints, plot_matches
 
@@ -55,6 +56,8 @@ __all__ = [
     "detect",
     "extract",
     "match_pairs",
+    "sfm",
+    "SfmReport",
     "download",
     "ExtractSettings",
     "Detector",

@@ -16,7 +16,7 @@ import click
 
 from .._version import __version__
 from ..errors import KeypointsError, as_os_error, describe_os_error
-from . import batch, detect, download, evaluate, info, match
+from . import batch, detect, download, evaluate, info, match, sfm
 from .options import add_verbosity_options, set_verbosity
 
 __all__ = ["cli", "main", "EXIT_USER_ERROR", "EXIT_UNEXPECTED"]
@@ -45,6 +45,7 @@ for command in (
     batch.pairs_command,
     batch.match_pairs_command,
     batch.colmap_command,
+    sfm.sfm_command,
     info.export_group,
     download.download_command,
 ):

@@ -31,7 +31,7 @@ from .hloc import (
 )
 from .locks import exclusive
 
-__all__ = ["import_colmap", "ColmapImport", "matched_pairs"]
+__all__ = ["import_colmap", "ColmapImport", "matched_pairs", "colmap_log_level"]
 
 #: COLMAP's prior focal length when nothing better is known: 1.2 x the longest side
 DEFAULT_FOCAL_FACTOR = 1.2
@@ -50,7 +50,7 @@ class ColmapImport:
 
 
 @contextlib.contextmanager
-def _colmap_log_level(pycolmap):
+def colmap_log_level(pycolmap):
     """COLMAP's own INFO lines (its SIFT matcher's set-up, timers) only with ``-v``.
 
     The geometric verification runs inside COLMAP's feature-matching controller, which logs
@@ -164,7 +164,7 @@ def import_colmap(
                              f"{', '.join(unknown[:5])}")  # fmt: skip
 
     def build(tmp: str) -> None:
-        with _colmap_log_level(pycolmap):
+        with colmap_log_level(pycolmap):
             _build(tmp)
 
     def _build(tmp: str) -> None:
