@@ -1,16 +1,19 @@
 """Matching image pairs of a features file into hloc's matches layout.
 
-The layout is that of :mod:`keypoints.io.hloc`; matching is resumable, in bounded memory, and
-the file is written atomically.
+The layout is that of :mod:`keypoints.io.hloc`. Pairs are matched in blocks, in this process
+(``engine="local"``) or by actors on Ray (``engine="ray"``, one machine or a cluster); each block
+is written as one shard file in ``<output>.parts/`` and the shards are merged into the output
+as extraction's are (:mod:`keypoints.pipeline.shards`): the output is written atomically under a
+lock, a kill loses at most the blocks being matched, and the rerun reuses the complete shards.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -19,13 +22,15 @@ import torch
 
 from ..defaults import (
     DEFAULT_DEVICE,
+    DEFAULT_ENGINE,
     DEFAULT_MATCH_BATCH_SIZE,
     DEFAULT_MATCHER,
     DEFAULT_PRECISION,
+    DEFAULT_WORKERS,
 )
 from ..errors import ConfigError, KeypointsError
 from ..features import Features, Matches
-from ..io import atomic_write, naming
+from ..io import naming
 from ..io.hloc import (
     check_pair_keys,
     image_identity,
@@ -37,13 +42,36 @@ from ..io.hloc import (
     write_matches,
 )
 from ..io.locks import exclusive
-from ..matching import check_method, match_batch, resolve_method
+from ..matching import (
+    check_method,
+    lightglue_weights_for,
+    load_matcher,
+    match_batch,
+    resolve_method,
+)
 from ..models.protocol import state_digest
+from .extract import _check_arguments
+from .shards import ShardFiles, complete_shards, merge_shards
 
-__all__ = ["match_pairs", "match_scores", "matcher_record", "MATCHES_ATTR"]
+__all__ = [
+    "match_pairs",
+    "match_scores",
+    "matcher_record",
+    "MATCHES_ATTR",
+    "DEFAULT_MATCH_SHARD_SIZE",
+    "MatchJob",
+    "BlockMatcher",
+]
 
-#: The root attribute of a matches file holding the matcher's settings as JSON.
+#: The root attribute of a matches file (and of each shard) holding the matcher's settings.
 MATCHES_ATTR = "keypoints_matches"
+#: Pairs per shard: a kill loses at most this many pairs per worker.
+DEFAULT_MATCH_SHARD_SIZE = 256
+#: What each pair of a matches file records of where it comes from.
+_PROVENANCE = ("name0", "name1", "features0", "features1")
+
+#: A pair as the workers get it: ``(name0, name1, identity0, identity1)``.
+Pair = tuple[str, str, str, str]
 
 
 def match_scores(features0: Features, matches: Matches) -> np.ndarray:
@@ -59,7 +87,7 @@ def match_scores(features0: Features, matches: Matches) -> np.ndarray:
     return np.clip(1 - distances**2 / 2, 0, 1).astype(np.float16)
 
 
-def match_pairs(
+def match_pairs(  # noqa: PLR0913 - the keyword-only options mirror the CLI's flags
     features: str | os.PathLike,
     pairs: Sequence[tuple[str, str]],
     output: str | os.PathLike,
@@ -72,6 +100,10 @@ def match_pairs(
     batch_size: int = DEFAULT_MATCH_BATCH_SIZE,
     precision: str = DEFAULT_PRECISION,
     device: str | None = DEFAULT_DEVICE,
+    engine: str = DEFAULT_ENGINE,
+    address: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+    shard_size: int = DEFAULT_MATCH_SHARD_SIZE,
     **options,
 ) -> tuple[Path, int, int]:
     """Match ``pairs`` of images of a features file into hloc's matches layout.
@@ -87,74 +119,156 @@ def match_pairs(
             the :func:`~keypoints.io.hloc.image_identity` of both images): pairs whose features
             were extracted again since are matched again. The file records the matcher's
             settings; adding to it with other settings is refused (``overwrite`` replaces it).
-            It is written to a temporary file renamed at the end, under a lock (a second run on
-            the same output is refused), so an interrupted run never leaves a damaged file.
+            Blocks of ``shard_size`` pairs are written to shard files in ``<output>.parts/``,
+            merged into a temporary file renamed onto the output at the end, under a lock (a
+            second run on the same output is refused): an interrupted run never leaves a
+            damaged file, and its rerun reuses the complete shards.
         method: ``"auto"`` (LightGlue when weights for the features' detector are available
             offline, else mutual nearest neighbour; chosen once for all pairs), ``"mnn"`` or
             ``"lightglue"`` (its matching scores are stored; ``"mnn"`` stores a similarity, see
             :func:`match_scores`).
         overwrite: recompute pairs already in the output.
         progress: show a progress bar.
-        cache_size: features of this many images are kept in memory (bounded whatever the
-            number of images).
+        cache_size: features of this many images are kept in memory by each worker (bounded
+            whatever the number of images).
         matcher: LightGlue's weights (see :func:`keypoints.matching.load_matcher`).
         batch_size: pairs per LightGlue forward pass (padded with masks).
         precision: LightGlue's precision.
         device: where LightGlue runs (default ``"auto"``: CUDA when available; see
             :func:`keypoints.devices.resolve_device`); nearest neighbour runs on the CPU.
+        engine: ``"local"`` (this process) or ``"ray"``: ``workers`` Ray actors, one block of
+            pairs at a time each, on a local Ray instance or the cluster at ``address`` (or
+            ``RAY_ADDRESS``). LightGlue is loaded here once and shipped to the actors with its
+            weights; they read ``features`` and write the shards, so both must be on storage
+            every node can reach. Needs ``pip install "keypoints[ray]"``. Both engines give
+            the same matches.
+        address: the Ray cluster (``engine="ray"`` only).
+        workers: Ray actors (``engine="ray"`` only).
+        shard_size: pairs per block and shard file (at most this much work is lost per worker
+            by a kill).
         **options: the method's options, as in :func:`keypoints.match` (``ratio``,
             ``max_distance``; ``filter_threshold``, ...).
 
     Returns:
         ``(output, matched, skipped)``: the path and the number of pairs matched (stale ones
-        included) and skipped.
+        included) and skipped (already in the output, or in complete shards of an interrupted
+        run).
     """
     check_method(method)
     if batch_size < 1 or cache_size < 1:
         raise ConfigError("batch_size and cache_size must be >= 1")
+    _check_arguments(workers, shard_size, engine)
     features, output = Path(features), Path(output)
     names = sorted({n for pair in pairs for n in pair})
     check_pair_keys(names)
+    first = None
     with open_h5(features, "features file") as source:
         _check_names(source, names)
         identities = {name: image_identity(source[name]) for name in names}  # type: ignore[arg-type]
-        kwargs = {k: v for k, v in options.items() if v is not None}
-        if method == "auto" and pairs:  # chosen once: one detector made every image
+        if pairs:  # one detector made every image: its model chooses for all pairs
             first = (read_features(source, pairs[0][0]), read_features(source, pairs[0][1]))
-            method = resolve_method(method, [first], matcher)
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    if method == "auto" and first is not None:
+        method = resolve_method(method, [first], matcher)
     record = matcher_record(method, matcher, precision, kwargs)
-    if method == "lightglue":
-        kwargs.update(matcher=matcher, precision=precision, device=device)
+    wanted = {pair_name(a, b): (a, b) for a, b in pairs}
+
+    def current(file: h5py.File, keys: Iterable[str] | None = None) -> list[str]:
+        return _current(file, wanted, identities, keys)
 
     with exclusive(output), naming(output):
+        parts = Path(f"{output}.parts").absolute()
         keep = output.exists() and not overwrite
-        done = _current(output, pairs, identities, record) if keep else set()
+        done = set(_resume(parts, record, current, overwrite))
+        if keep:
+            with open_h5(output, "matches file") as existing:
+                _check_record(existing, record, output)
+                done.update(current(existing))
         todo = [(a, b) for a, b in pairs if pair_name(a, b) not in done]
-        if not todo and keep:
-            return output, 0, len(pairs)
+        if todo:
+            job = MatchJob(os.path.abspath(features), str(parts), record, method, kwargs,
+                           batch_size, precision, device, cache_size)  # fmt: skip
+            blocks = [[(a, b, identities[a], identities[b]) for a, b in todo[i : i + shard_size]]
+                      for i in range(0, len(todo), shard_size)]  # fmt: skip
+            net = _prepare_matcher(job, matcher, first, engine)
+            if engine == "local":
+                from .engines.local import run_local_matching
 
-        cache = _FeatureCache(cache_size)
+                run_local_matching(job, net, blocks, progress)
+            else:
+                from .engines.ray import run_ray_matching
 
-        def write(tmp: str) -> None:
-            from tqdm import tqdm
-
-            if keep:
-                shutil.copyfile(output, tmp)
-            with h5py.File(features, "r") as source, h5py.File(tmp, "a" if keep else "w") as out:
-                out.attrs[MATCHES_ATTR] = record
-                bar = tqdm(total=len(todo), unit="pair", disable=not progress, desc="match")
-                for start in range(0, len(todo), batch_size):
-                    chunk = todo[start : start + batch_size]
-                    feats = [(cache.get(source, a), cache.get(source, b)) for a, b in chunk]
-                    results = match_batch(feats, method, batch_size=batch_size, **kwargs)
-                    for (a, b), (f0, _), matches in zip(chunk, feats, results):
-                        write_matches(out, a, b, matches, len(f0), _scores(f0, matches),
-                                      (identities[a], identities[b]))  # fmt: skip
-                    bar.update(len(chunk))
-                bar.close()
-
-        atomic_write(output, write)
+                run_ray_matching(job, net, blocks, workers, address, progress)
+        merge_shards(output, parts, {MATCHES_ATTR: record}, keep,
+                     lambda part: current(part, _pair_keys(part)))  # fmt: skip
     return output, len(todo), len(pairs) - len(todo)
+
+
+@dataclass(frozen=True)
+class MatchJob:
+    """One match-pairs run, as plain values the workers need (a loop here, or Ray actors).
+
+    Attributes:
+        features: the features file (absolute; workers open it read-only).
+        parts: the folder of the shards (absolute).
+        record: the matcher's settings (:func:`matcher_record`) each shard records.
+        method: ``"mnn"`` or ``"lightglue"`` (resolved).
+        options: the method's options.
+        batch_size: pairs per LightGlue forward pass.
+        precision: LightGlue's precision.
+        device: where LightGlue runs.
+        cache_size: images whose features a worker keeps in memory.
+    """
+
+    features: str
+    parts: str
+    record: str
+    method: str
+    options: dict = field(default_factory=dict)
+    batch_size: int = DEFAULT_MATCH_BATCH_SIZE
+    precision: str = DEFAULT_PRECISION
+    device: str | None = DEFAULT_DEVICE
+    cache_size: int = 64
+
+
+class BlockMatcher:
+    """A worker: matches blocks of pairs of the job's features, each block into one shard.
+
+    Args:
+        job: the run.
+        matcher: the loaded LightGlue (``method="lightglue"``), else None.
+    """
+
+    def __init__(self, job: MatchJob, matcher=None) -> None:
+        self.job, self.matcher = job, matcher
+        self.cache = _FeatureCache(job.cache_size)
+
+    def run(self, block: Sequence[Pair], done: Callable[[int], object] | None = None) -> None:
+        """Match ``block`` into one shard file; ``done(n)`` after each LightGlue batch of ``n``.
+
+        Pairs are matched in batches of the job's ``batch_size`` from the block's start, so any
+        engine given the same blocks runs the same batches.
+        """
+        job = self.job
+        kwargs = dict(job.options)
+        if job.method == "lightglue":
+            kwargs.update(matcher=self.matcher, precision=job.precision, device=job.device)
+        attrs = {MATCHES_ATTR: job.record}
+        with (
+            h5py.File(job.features, "r") as source,
+            ShardFiles(Path(job.parts), attrs, len(block), _write_pair) as shard,
+        ):
+            for start in range(0, len(block), job.batch_size):
+                chunk = block[start : start + job.batch_size]
+                feats = [
+                    (self.cache.get(source, p[0]), self.cache.get(source, p[1])) for p in chunk
+                ]
+                results = match_batch(feats, job.method, batch_size=job.batch_size, **kwargs)
+                for (a, b, id0, id1), (f0, _), matches in zip(chunk, feats, results):
+                    item = (a, b, matches, len(f0), _scores(f0, matches), (id0, id1))
+                    shard.add(pair_name(a, b), item)
+                if done is not None:
+                    done(len(chunk))
 
 
 def matcher_record(method: str, matcher, precision: str, options: dict) -> str:
@@ -185,37 +299,89 @@ def _check_names(source: h5py.File, names: Sequence[str]) -> None:
         )
 
 
-def _current(
-    output: Path, pairs: Sequence[tuple[str, str]], identities: dict[str, str], record: str
-) -> set[str]:
-    """The pair keys of ``pairs`` in ``output`` that were matched from the current features.
+def _check_record(file: h5py.File, record: str, where: str | os.PathLike) -> None:
+    """Raise :class:`ConfigError` naming both unless ``file`` has the settings ``record``.
 
-    The output must have been written with the same matcher settings (else
-    :class:`ConfigError` naming both).
+    ``file`` is the matches file or shard at ``where``.
     """
-    with open_h5(output, "matches file") as existing:
-        recorded = existing.attrs.get(MATCHES_ATTR)
-        recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
-        if recorded != record:
-            where = (
-                "records no matcher settings (another tool or an older keypoints)"
-                if recorded is None
-                else f"was matched with {recorded}"
-            )
-            raise ConfigError(
-                f"{output} {where}; this run matches with {record}. Use another output file, "
-                "or --overwrite to replace it"
-            )
-        current = set()
-        for a, b in pairs:
-            group = existing.get(key := pair_name(a, b))
-            if not isinstance(group, h5py.Group):
-                continue
-            keys = ("name0", "name1", "features0", "features1")
-            stored = tuple(text_attribute(group.attrs.get(k)) for k in keys)
-            if stored == (a, b, identities[a], identities[b]):
-                current.add(key)
-        return current
+    recorded = text_attribute(file.attrs.get(MATCHES_ATTR))
+    if recorded != record:
+        what = (
+            "records no matcher settings (another tool or an older keypoints)"
+            if recorded is None
+            else f"was matched with {recorded}"
+        )
+        raise ConfigError(
+            f"{where} {what}; this run matches with {record}. Use another output file, or "
+            "--overwrite to replace it"
+        )
+
+
+def _resume(parts: Path, record: str, current: Callable[[h5py.File, list[str]], list[str]],
+            overwrite: bool) -> list[str]:  # fmt: skip
+    """The pair keys of this run in the complete shards of an interrupted one.
+
+    Shards of other matcher settings raise :class:`ConfigError`, unless ``overwrite`` (then
+    removed); pairs matched from other features than today's are not counted (nor merged).
+    """
+
+    def read(file: h5py.File, path: Path) -> list[str] | None:
+        if overwrite and text_attribute(file.attrs.get(MATCHES_ATTR)) != record:
+            return None
+        _check_record(file, record, f"the interrupted run's shard {path}")
+        return current(file, _pair_keys(file))
+
+    return complete_shards(parts, read)
+
+
+def _current(file: h5py.File, wanted: dict[str, tuple[str, str]], identities: dict[str, str],
+             keys: Iterable[str] | None = None) -> list[str]:  # fmt: skip
+    """The pair keys of ``wanted`` (those ``keys`` of them) in ``file`` from current features.
+
+    Each pair records its names and the identities of both images' features.
+    """
+    found = []
+    for key in wanted if keys is None else keys:
+        pair, group = wanted.get(key), file.get(key)
+        if pair is None or not isinstance(group, h5py.Group):
+            continue
+        stored = tuple(text_attribute(group.attrs.get(k)) for k in _PROVENANCE)
+        if stored == (*pair, identities[pair[0]], identities[pair[1]]):
+            found.append(key)
+    return found
+
+
+def _pair_keys(file: h5py.File) -> list[str]:
+    """The pair keys of a matches file: its groups of groups (``name0/name1``)."""
+    return [f"{first}/{second}" for first, group in file.items()
+            if isinstance(group, h5py.Group) for second in group]  # fmt: skip
+
+
+def _prepare_matcher(job: MatchJob, matcher, first: tuple[Features, Features] | None,
+                     engine: str):  # fmt: skip
+    """The loaded LightGlue the workers use (None for nearest neighbour), options checked.
+
+    Loaded once here: for Ray on the CPU, to be shipped to the actors with its weights (they
+    move it to the job's device), never reloaded by name on the nodes.
+    """
+    kwargs = dict(job.options)
+    if job.method == "lightglue":
+        kwargs.update(matcher=matcher, precision=job.precision, device=job.device)
+    match_batch([], job.method, **kwargs)  # checks the options before any pair is matched
+    if job.method != "lightglue":
+        return None
+    if matcher is None:
+        matcher = lightglue_weights_for(first[0].model if first is not None else None)
+    device = job.device if engine == "local" else "cpu"
+    return load_matcher(matcher, device, job.precision, **job.options)
+
+
+def _write_pair(file: h5py.File, key: str, item: tuple) -> None:
+    """Store one pair's matches under its pair ``key``.
+
+    ``item`` holds :func:`~keypoints.io.hloc.write_matches`' arguments after the file.
+    """
+    write_matches(file, *item)
 
 
 def _scores(features0: Features, matches: Matches) -> np.ndarray:

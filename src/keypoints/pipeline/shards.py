@@ -1,8 +1,9 @@
-"""Crash-safe storage of extraction results in shard files.
+"""Crash-safe storage of batch results (features, matches) in shard files.
 
 Each shard file is completed under a temporary name and renamed into ``<output>.parts/``; the
 shards are merged into the output by writing a temporary file that is renamed onto it. A kill at
-any moment leaves the output and the complete shards readable.
+any moment leaves the output and the complete shards readable. Extraction stores features by
+image name; ``match-pairs`` stores matches by hloc pair key, with the same files and rules.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import h5py
 
@@ -22,7 +25,18 @@ from ..io import atomic_write
 from ..io.hloc import list_names, write_features
 from .settings import CONFIG_ATTR, ExtractSettings
 
-__all__ = ["ShardWriter", "check_output", "resume_shards", "merge", "write_errors"]
+__all__ = [
+    "ShardFiles",
+    "ShardWriter",
+    "check_output",
+    "complete_shards",
+    "resume_shards",
+    "merge",
+    "merge_shards",
+    "write_errors",
+]
+
+T = TypeVar("T")
 
 
 def check_output(output: Path, settings: ExtractSettings, overwrite: bool) -> bool:
@@ -59,11 +73,11 @@ def check_output(output: Path, settings: ExtractSettings, overwrite: bool) -> bo
     return True
 
 
-def resume_shards(parts: Path, settings: ExtractSettings, overwrite: bool) -> list[str]:
-    """Names in the complete shards of an interrupted run with the same settings.
+def complete_shards(parts: Path, read: Callable[[h5py.File, Path], list[str] | None]) -> list[str]:
+    """What ``read`` finds in the complete shards of an interrupted run.
 
-    Temporary (incomplete) and unreadable shards are removed; shards of other settings raise
-    :class:`ConfigError` naming the differing fields, unless ``overwrite`` (then removed).
+    ``read(file, path)`` returns the usable names of a shard, or None to remove the shard (it
+    may raise to stop the run). Temporary (incomplete) and unreadable shards are removed.
     """
     names: list[str] = []
     if not parts.is_dir():
@@ -74,37 +88,53 @@ def resume_shards(parts: Path, settings: ExtractSettings, overwrite: bool) -> li
             continue
         try:
             with h5py.File(path, "r") as file:
-                recorded = file.attrs.get(CONFIG_ATTR)
-                found = list_names(file)
+                found = read(file, path)
         except OSError:
-            path.unlink()
-            continue
-        if recorded is None or ExtractSettings.from_json(recorded) != settings:
-            if not overwrite:
-                settings.check_same(recorded, f"the interrupted run's shard {path}")
+            found = None
+        if found is None:
             path.unlink()
             continue
         names.extend(found)
     return names
 
 
-class ShardWriter:
-    """Writes features into shard files of ``shard_size`` images.
+def resume_shards(parts: Path, settings: ExtractSettings, overwrite: bool) -> list[str]:
+    """Names in the complete shards of an interrupted run with the same settings.
 
-    Each shard is completed under a temporary name and renamed into ``parts``.
+    Temporary (incomplete) and unreadable shards are removed; shards of other settings raise
+    :class:`ConfigError` naming the differing fields, unless ``overwrite`` (then removed).
     """
 
-    def __init__(self, parts: Path, settings: ExtractSettings, shard_size: int) -> None:
-        """Prepare to write shards of ``shard_size`` images with ``settings`` into ``parts``."""
+    def read(file: h5py.File, path: Path) -> list[str] | None:
+        recorded = file.attrs.get(CONFIG_ATTR)
+        if recorded is None or ExtractSettings.from_json(recorded) != settings:
+            if not overwrite:
+                settings.check_same(recorded, f"the interrupted run's shard {path}")
+            return None
+        return list_names(file)
+
+    return complete_shards(parts, read)
+
+
+class ShardFiles(Generic[T]):
+    """Writes items into shard files of ``shard_size`` items.
+
+    Each shard records ``attrs`` (the settings of the run) at its root; ``write(file, name,
+    item)`` stores one item under ``name``. Each shard is completed under a temporary name and
+    renamed into ``parts``.
+    """
+
+    def __init__(self, parts: Path, attrs: Mapping[str, str], shard_size: int,
+                 write: Callable[[h5py.File, str, T], None]) -> None:  # fmt: skip
+        """Prepare to write shards of ``shard_size`` items into ``parts``."""
         self.parts, self.shard_size = parts, shard_size
-        self.config = settings.to_json()
-        self.half = settings.half_descriptors
+        self.attrs, self.write = dict(attrs), write
         self.file: h5py.File | None = None
         self.count = 0
         self.broken = False
 
-    def add(self, name: str, features: Features) -> None:
-        """Write the features of image ``name``; a full shard is closed and renamed."""
+    def add(self, name: str, item: T) -> None:
+        """Write ``item`` under ``name``; a full shard is closed and renamed."""
         if self.file is None:
             self.parts.mkdir(parents=True, exist_ok=True)
             # unique across processes and machines (Ray actors write side by side)
@@ -112,10 +142,10 @@ class ShardWriter:
             self.final = self.parts / f"{stem}.h5"
             self.tmp = self.parts / f"{stem}.h5.tmp"
             self.file = h5py.File(self.tmp, "w")
-            self.file.attrs[CONFIG_ATTR] = self.config
+            self.file.attrs.update(self.attrs)
         try:
-            write_features(self.file, name, features, self.half)
-        except BaseException:  # a full disk, a kill: never leave a half-written image behind
+            self.write(self.file, name, item)
+        except BaseException:  # a full disk, a kill: never leave a half-written item behind
             try:
                 if name in self.file:
                     del self.file[name]
@@ -143,7 +173,7 @@ class ShardWriter:
                 self.tmp.unlink(missing_ok=True)
                 raise
 
-    def __enter__(self) -> ShardWriter:
+    def __enter__(self) -> ShardFiles[T]:
         """Return the writer itself."""
         return self
 
@@ -152,11 +182,35 @@ class ShardWriter:
         self.close()  # also on errors and Ctrl-C: what is complete is kept
 
 
-def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: bool) -> None:
-    """Merge the output (if kept) and the shards into the output.
+class ShardWriter(ShardFiles[Features]):
+    """Writes features into shard files of ``shard_size`` images, recording ``settings``."""
 
-    Output (if kept) + shards -> a temporary file renamed onto the output; then the shards are
-    removed. A kill at any point leaves the output and the shards intact.
+    def __init__(self, parts: Path, settings: ExtractSettings, shard_size: int) -> None:
+        """Prepare to write shards of ``shard_size`` images with ``settings`` into ``parts``."""
+        half = settings.half_descriptors
+
+        def write(file: h5py.File, name: str, features: Features) -> None:
+            write_features(file, name, features, half)
+
+        super().__init__(parts, {CONFIG_ATTR: settings.to_json()}, shard_size, write)
+
+
+def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: bool) -> None:
+    """Merge the output (if kept) and the shards of features into the output.
+
+    See :func:`merge_shards`.
+    """
+    merge_shards(output, parts, {CONFIG_ATTR: settings.to_json()}, keep_output, list_names)
+
+
+def merge_shards(output: Path, parts: Path, attrs: Mapping[str, str], keep_output: bool,
+                 entries: Callable[[h5py.File], Iterable[str]]) -> None:  # fmt: skip
+    """Merge the output (if kept) and the shards into the output, recording ``attrs``.
+
+    Output (if kept) + the ``entries(shard)`` of each shard, in the order the shards were
+    written (a later one replaces an entry of the same name) -> a temporary file renamed onto
+    the output; then the shards are removed. A kill at any point leaves the output and the
+    shards intact.
     """
     shards = sorted(parts.glob("shard-*.h5")) if parts.is_dir() else []
     if not shards and keep_output:
@@ -166,11 +220,11 @@ def merge(output: Path, parts: Path, settings: ExtractSettings, keep_output: boo
         if keep_output:
             shutil.copyfile(output, tmp)
         with h5py.File(tmp, "a" if keep_output else "w") as merged:
-            merged.attrs[CONFIG_ATTR] = settings.to_json()
+            merged.attrs.update(attrs)
             merged.attrs["keypoints_version"] = __version__
             for shard in shards:
                 with h5py.File(shard, "r") as part:
-                    for name in list_names(part):
+                    for name in entries(part):
                         if name in merged:
                             del merged[name]
                         parent = name.rpartition("/")[0]

@@ -1,22 +1,23 @@
-"""The local engine: extraction into shards in this process.
+"""The local engine: extraction and matching into shards in this process.
 
 One loaded detector in this process extracts image names into shards, while background threads
-decode the next images.
+decode the next images; one loaded matcher matches blocks of pairs, one shard per block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ...errors import KeypointsError
 from ...image import to_array
 from ...models.protocol import Detector
+from ..match_pairs import BlockMatcher, MatchJob, Pair
 from ..settings import ExtractJob
 from ..shards import ShardWriter
 from ..stream import detect_stream, reason
 
-__all__ = ["Extractor", "run_local"]
+__all__ = ["Extractor", "run_local", "run_local_matching"]
 
 
 class Extractor:
@@ -59,6 +60,21 @@ def run_local(job: ExtractJob, detector: Detector, names: list[str], shard_size:
               workers: int, progress: bool) -> list[tuple[str, str]]:  # fmt: skip
     """Extract ``names`` in this process; returns the bad images with the reason."""
     return Extractor(job, detector).run(names, shard_size, workers, progress)
+
+
+def run_local_matching(job: MatchJob, matcher, blocks: Sequence[Sequence[Pair]],
+                       progress: bool) -> None:  # fmt: skip
+    """Match ``blocks`` of pairs in this process, one shard per block.
+
+    ``matcher`` is the loaded LightGlue (None for nearest neighbour).
+    """
+    from tqdm import tqdm
+
+    worker = BlockMatcher(job, matcher)
+    total = sum(len(block) for block in blocks)
+    with tqdm(total=total, unit="pair", disable=not progress, desc="match") as bar:
+        for block in blocks:
+            worker.run(block, bar.update)
 
 
 def _progress(items: Iterator, total: int, enabled: bool) -> Iterator:

@@ -1,48 +1,79 @@
-"""The Ray engine: the same extraction as a Ray Data pipeline.
+"""The Ray engine: the same extraction and matching as Ray Data pipelines.
 
-The pipeline goes image names -> ``map_batches`` on a pool of actors that each hold the
-detector -> one shard file per block; the shards are merged into the same HDF5 file by the
-driver. Optional: ``pip install "keypoints[ray]"``.
+Extraction goes image names -> ``map_batches`` on a pool of actors that each hold the
+detector -> one shard file per block; matching goes blocks of pairs -> actors that each hold
+the matcher and read the features file -> one shard file per block. The driver merges the
+shards into the same HDF5 file as the local engine. Optional: ``pip install "keypoints[ray]"``.
 
-The detector is shipped to the actors as it is loaded here (weights included, through Ray's
-object store), never reloaded by name: a checkpoint with custom weights extracts with those
-weights on every node. Each actor checks the detector's fingerprint against the run's settings.
+The model is shipped to the actors as it is loaded here (weights included, through Ray's
+object store), never reloaded by name: a checkpoint with custom weights runs with those
+weights on every node. Each extraction actor checks the detector's fingerprint against the
+run's settings. An actor whose process dies is restarted and its block retried (Ray Data's
+defaults for actor pools: ``max_restarts=-1``, ``max_task_retries=-1``); a block written twice
+gives two shards with the same content.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import math
 import os
 import threading
+from collections.abc import Sequence
+from typing import Any
 
-from ...errors import ConfigError
+from ...errors import ConfigError, KeypointsError
 from ...models.protocol import Detector
+from ..match_pairs import BlockMatcher, MatchJob, Pair
 from ..settings import ExtractJob
 from .local import Extractor
 
-__all__ = ["run_ray"]
+__all__ = ["run_ray", "run_ray_matching"]
+
+
+def _received(model: list, threads: int) -> Any:
+    """In an actor: set torch's threads, return the model the driver shipped.
+
+    The model comes as ``[ObjectRef]``: a reference inside a list is not resolved by Ray, so
+    the constructor's own arguments stay small and inline (an actor restarted after a crash
+    fetches the weights again while the driver holds the reference; large arguments stored by
+    Ray itself could be gone, ray-project/ray#53727).
+    """
+    import ray
+    import torch
+
+    torch.set_num_threads(threads)
+    return ray.get(model[0])
 
 
 class _RayExtractor:
     """A Ray actor: receives the detector once, writes each block of image names to a shard."""
 
-    def __init__(self, job: ExtractJob, detector: list) -> None:
-        import ray
-        import torch
-
-        torch.set_num_threads(max(1, int(os.environ.get("KEYPOINTS_RAY_THREADS", "1"))))
-        # the detector comes as [ObjectRef]: a reference inside a list is not resolved by Ray,
-        # so the constructor's own arguments stay small and inline (an actor restarted after
-        # a crash fetches the weights again while the driver holds the reference; large
-        # arguments stored by Ray itself could be gone, ray-project/ray#53727)
-        self.extractor = Extractor(job, ray.get(detector[0]))  # checks the fingerprint
+    def __init__(self, job: ExtractJob, model: list, threads: int) -> None:
+        self.extractor = Extractor(job, _received(model, threads))  # checks the fingerprint
 
     def __call__(self, batch: dict) -> dict:
         names = [str(n) for n in batch["name"]]
         errors = dict(self.extractor.run(names, shard_size=max(1, len(names))))
         return {"name": names, "error": [errors.get(n, "") for n in names]}
+
+
+class _RayMatcher:
+    """A Ray actor: receives the matcher once, matches each block of pairs into a shard."""
+
+    def __init__(self, job: MatchJob, model: list, threads: int) -> None:
+        self.matcher = BlockMatcher(job, _received(model, threads))
+
+    def __call__(self, batch: dict) -> dict:
+        sizes = []
+        for text in batch["block"]:
+            block = [tuple(pair) for pair in json.loads(str(text))]
+            self.matcher.run(block)  # type: ignore[arg-type]
+            sizes.append(len(block))
+        return {"pairs": sizes}
 
 
 def _ray_log_level() -> int:
@@ -121,12 +152,40 @@ def run_ray(job: ExtractJob, detector: Detector, names: list[str], shard_size: i
     Runs on a local Ray instance, or on the cluster at ``address`` (or ``RAY_ADDRESS``), with
     ``actors`` model actors.
     """
+    # paths the actors' processes understand whatever their working folder
+    job = dataclasses.replace(job, root=os.path.abspath(job.root), parts=os.path.abspath(job.parts))
+    rows = [{"name": n} for n in names]
+    results = _map_actors(rows, shard_size, _RayExtractor, job, detector, actors, address,
+                          progress)  # fmt: skip
+    return [(row["name"], row["error"]) for row in results if row["error"]]
+
+
+def run_ray_matching(job: MatchJob, matcher, blocks: Sequence[Sequence[Pair]], actors: int,
+                     address: str | None, progress: bool) -> None:  # fmt: skip
+    """Match ``blocks`` of pairs on Ray, one shard per block.
+
+    ``matcher`` is the loaded LightGlue (None for nearest neighbour), shipped to the ``actors``
+    actors on a local Ray instance or the cluster at ``address`` (or ``RAY_ADDRESS``).
+    """
+    rows = [{"block": json.dumps([list(pair) for pair in block])} for block in blocks]
+    _map_actors(rows, 1, _RayMatcher, job, matcher, actors, address, progress)
+
+
+def _map_actors(rows: list[dict], rows_per_call: int, actor: type, job: Any, model: Any,
+                actors: int, address: str | None, progress: bool) -> list[dict]:  # fmt: skip
+    """``actor(job, model, threads)(batch)`` over ``rows``, on a pool of Ray actors.
+
+    Each call gets ``rows_per_call`` rows (one block); ``model`` is shipped by a reference the
+    driver holds; the actors run torch on ``KEYPOINTS_RAY_THREADS`` threads (default 1), read
+    here so that a cluster's actors follow the driver's setting. Returns the actors' rows.
+    """
     try:
         import ray
     except ImportError:
         raise ConfigError("the Ray engine needs Ray: pip install 'keypoints[ray]'") from None
-    if not names:
+    if not rows:
         return []
+    threads = max(1, int(os.environ.get("KEYPOINTS_RAY_THREADS", "1")))
     started = not ray.is_initialized()
     if started:
         _quiet_ray()
@@ -136,19 +195,34 @@ def run_ray(job: ExtractJob, detector: Detector, names: list[str], shard_size: i
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         _quiet_ray()  # again: importing Ray Data configures its own loggers
-        blocks = max(1, math.ceil(len(names) / shard_size))
+        blocks = max(1, math.ceil(len(rows) / rows_per_call))
         actors = max(1, min(actors, blocks))  # more actors than blocks would idle (Ray warns)
-        dataset = ray.data.from_items([{"name": n} for n in names], override_num_blocks=blocks)
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks)
         with _filtered_stderr():
-            results = dataset.map_batches(
-                _RayExtractor,
-                fn_constructor_kwargs={"job": job, "detector": [ray.put(detector)]},
-                batch_size=shard_size,
+            return dataset.map_batches(
+                actor,
+                fn_constructor_kwargs={"job": job, "model": [ray.put(model)], "threads": threads},
+                batch_size=rows_per_call,
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=1,
                 batch_format="numpy",
             ).take_all()
+    except Exception as error:  # our own error in an actor reaches the user as itself
+        ours = _ours(error)
+        if ours is None:
+            raise
+        raise ours from None
     finally:
         if started:
             ray.shutdown()
-    return [(row["name"], row["error"]) for row in results if row["error"]]
+
+
+def _ours(error: BaseException | None) -> KeypointsError | None:
+    """The :class:`KeypointsError` behind an error Ray raised, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeypointsError):
+            return error
+        error = getattr(error, "cause", None) or error.__cause__
+    return None
