@@ -13,6 +13,7 @@ import click
 from ..defaults import DEFAULT_MATCH_BATCH_SIZE, DEFAULT_SHARD_SIZE, DEFAULT_WORKERS, ENGINES
 from ..errors import ConfigError
 from ..models.registry import load_model
+from ..pipeline.match_pairs import DEFAULT_MATCH_SHARD_SIZE
 from .options import (
     backend_option,
     detector_options,
@@ -153,12 +154,24 @@ def pairs_command(source, exhaustive, sequential, retrieval, output):
 @click.option("--overwrite", is_flag=True, help="Recompute pairs already in the output.")
 @device_option
 @precision_option
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help='ray: blocks of pairs matched by --workers Ray actors (`pip install '
+              '"keypoints[ray]"`), LightGlue shipped to them with its weights.')  # fmt: skip
+@click.option("--address", default=None, help="With --engine ray: the cluster "
+              "(default: RAY_ADDRESS, else a local Ray).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS,
+              show_default=True, help="With --engine ray: matcher actors.")  # fmt: skip
+@click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_MATCH_SHARD_SIZE,
+              show_default=True,
+              help="Pairs per block and shard file (a kill loses at most one block of work "
+              "per worker; the rerun resumes).")  # fmt: skip
 def match_pairs_command(features, pairs_file, exhaustive, sequential, output, preset, ratio,
                         max_distance, matcher, matcher_weights, batch_size, overwrite, device,
-                        precision):  # fmt: skip
+                        precision, engine, address, workers, shard_size):  # fmt: skip
     """Match image pairs of FEATURES by mutual nearest neighbour or LightGlue into OUTPUT.
 
-    FEATURES comes from `keypoints extract`; OUTPUT is in hloc's matches layout.
+    FEATURES comes from `keypoints extract`; OUTPUT is in hloc's matches layout. Resumable:
+    rerun the same command after an interruption and it finishes the job.
     """
     from ..pipeline.match_pairs import match_pairs
     from ..pipeline.pairs import pairs_from
@@ -170,6 +183,7 @@ def match_pairs_command(features, pairs_file, exhaustive, sequential, output, pr
     _, matched, skipped = match_pairs(
         features, pairs, output, method=chosen.matcher, overwrite=overwrite,
         progress=progress_enabled(), batch_size=batch_size, precision=precision, device=device,
+        engine=engine, address=address, workers=workers, shard_size=shard_size,
         **given(matcher=load_matcher_weights(matcher_weights)), **chosen.matcher_options,
     )  # fmt: skip
     click.echo(f"matched {matched} pair(s), skipped {skipped} already in {output}")

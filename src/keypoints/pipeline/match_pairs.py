@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 
 from ..defaults import (
@@ -29,7 +26,7 @@ from ..defaults import (
     DEFAULT_WORKERS,
 )
 from ..errors import ConfigError, KeypointsError
-from ..features import Features, Matches
+from ..features import Features
 from ..io import naming
 from ..io.hloc import (
     check_pair_keys,
@@ -39,7 +36,6 @@ from ..io.hloc import (
     pair_name,
     read_features,
     text_attribute,
-    write_matches,
 )
 from ..io.locks import exclusive
 from ..matching import (
@@ -50,41 +46,17 @@ from ..matching import (
     resolve_method,
 )
 from ..models.protocol import state_digest
+from .engines.blocks import MATCHES_ATTR, MatchJob, match_scores
 from .extract import _check_arguments
-from .shards import ShardFiles, complete_shards, merge_shards
+from .shards import complete_shards, merge_shards
 
-__all__ = [
-    "match_pairs",
-    "match_scores",
-    "matcher_record",
-    "MATCHES_ATTR",
-    "DEFAULT_MATCH_SHARD_SIZE",
-    "MatchJob",
-    "BlockMatcher",
-]
+__all__ = ["match_pairs", "match_scores", "matcher_record", "MATCHES_ATTR",
+           "DEFAULT_MATCH_SHARD_SIZE"]  # fmt: skip
 
-#: The root attribute of a matches file (and of each shard) holding the matcher's settings.
-MATCHES_ATTR = "keypoints_matches"
 #: Pairs per shard: a kill loses at most this many pairs per worker.
 DEFAULT_MATCH_SHARD_SIZE = 256
 #: What each pair of a matches file records of where it comes from.
 _PROVENANCE = ("name0", "name1", "features0", "features1")
-
-#: A pair as the workers get it: ``(name0, name1, identity0, identity1)``.
-Pair = tuple[str, str, str, str]
-
-
-def match_scores(features0: Features, matches: Matches) -> np.ndarray:
-    """A similarity in [0, 1] per match, as hloc's nearest-neighbour matcher stores.
-
-    The similarity is the descriptors' dot product for unit float descriptors (``1 - d^2 / 2``
-    of the L2 distance ``d``), ``1 - d / bits`` for binary ones (Hamming distance ``d``).
-    """
-    distances = matches.distances.numpy().astype(np.float64)
-    if features0.binary:
-        bits = 8 * features0.descriptors.shape[1]
-        return np.clip(1 - distances / bits, 0, 1).astype(np.float16)
-    return np.clip(1 - distances**2 / 2, 0, 1).astype(np.float16)
 
 
 def match_pairs(  # noqa: PLR0913 - the keyword-only options mirror the CLI's flags
@@ -204,73 +176,6 @@ def match_pairs(  # noqa: PLR0913 - the keyword-only options mirror the CLI's fl
     return output, len(todo), len(pairs) - len(todo)
 
 
-@dataclass(frozen=True)
-class MatchJob:
-    """One match-pairs run, as plain values the workers need (a loop here, or Ray actors).
-
-    Attributes:
-        features: the features file (absolute; workers open it read-only).
-        parts: the folder of the shards (absolute).
-        record: the matcher's settings (:func:`matcher_record`) each shard records.
-        method: ``"mnn"`` or ``"lightglue"`` (resolved).
-        options: the method's options.
-        batch_size: pairs per LightGlue forward pass.
-        precision: LightGlue's precision.
-        device: where LightGlue runs.
-        cache_size: images whose features a worker keeps in memory.
-    """
-
-    features: str
-    parts: str
-    record: str
-    method: str
-    options: dict = field(default_factory=dict)
-    batch_size: int = DEFAULT_MATCH_BATCH_SIZE
-    precision: str = DEFAULT_PRECISION
-    device: str | None = DEFAULT_DEVICE
-    cache_size: int = 64
-
-
-class BlockMatcher:
-    """A worker: matches blocks of pairs of the job's features, each block into one shard.
-
-    Args:
-        job: the run.
-        matcher: the loaded LightGlue (``method="lightglue"``), else None.
-    """
-
-    def __init__(self, job: MatchJob, matcher=None) -> None:
-        self.job, self.matcher = job, matcher
-        self.cache = _FeatureCache(job.cache_size)
-
-    def run(self, block: Sequence[Pair], done: Callable[[int], object] | None = None) -> None:
-        """Match ``block`` into one shard file; ``done(n)`` after each LightGlue batch of ``n``.
-
-        Pairs are matched in batches of the job's ``batch_size`` from the block's start, so any
-        engine given the same blocks runs the same batches.
-        """
-        job = self.job
-        kwargs = dict(job.options)
-        if job.method == "lightglue":
-            kwargs.update(matcher=self.matcher, precision=job.precision, device=job.device)
-        attrs = {MATCHES_ATTR: job.record}
-        with (
-            h5py.File(job.features, "r") as source,
-            ShardFiles(Path(job.parts), attrs, len(block), _write_pair) as shard,
-        ):
-            for start in range(0, len(block), job.batch_size):
-                chunk = block[start : start + job.batch_size]
-                feats = [
-                    (self.cache.get(source, p[0]), self.cache.get(source, p[1])) for p in chunk
-                ]
-                results = match_batch(feats, job.method, batch_size=job.batch_size, **kwargs)
-                for (a, b, id0, id1), (f0, _), matches in zip(chunk, feats, results):
-                    item = (a, b, matches, len(f0), _scores(f0, matches), (id0, id1))
-                    shard.add(pair_name(a, b), item)
-                if done is not None:
-                    done(len(chunk))
-
-
 def matcher_record(method: str, matcher, precision: str, options: dict) -> str:
     """The matcher's settings as the JSON a matches file records (root ``keypoints_matches``).
 
@@ -374,36 +279,3 @@ def _prepare_matcher(job: MatchJob, matcher, first: tuple[Features, Features] | 
         matcher = lightglue_weights_for(first[0].model if first is not None else None)
     device = job.device if engine == "local" else "cpu"
     return load_matcher(matcher, device, job.precision, **job.options)
-
-
-def _write_pair(file: h5py.File, key: str, item: tuple) -> None:
-    """Store one pair's matches under its pair ``key``.
-
-    ``item`` holds :func:`~keypoints.io.hloc.write_matches`' arguments after the file.
-    """
-    write_matches(file, *item)
-
-
-def _scores(features0: Features, matches: Matches) -> np.ndarray:
-    """What ``matching_scores0`` stores: LightGlue's scores, else a similarity."""
-    if matches.scores is None:
-        return match_scores(features0, matches)
-    return matches.scores.numpy().astype(np.float16)
-
-
-class _FeatureCache:
-    """The features of the ``size`` most recently used images (least recently used dropped)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[str, Features] = OrderedDict()
-
-    def get(self, file: h5py.File, name: str) -> Features:
-        """The features of ``name`` in ``file``, from the cache when there."""
-        if name in self.items:
-            self.items.move_to_end(name)
-            return self.items[name]
-        self.items[name] = read_features(file, name)
-        if len(self.items) > self.size:
-            self.items.popitem(last=False)
-        return self.items[name]

@@ -12,10 +12,10 @@ from pathlib import Path
 from ...errors import KeypointsError
 from ...image import to_array
 from ...models.protocol import Detector
-from ..match_pairs import BlockMatcher, MatchJob, Pair
 from ..settings import ExtractJob
 from ..shards import ShardWriter
 from ..stream import detect_stream, reason
+from .blocks import BlockMatcher, MatchJob, Pair
 
 __all__ = ["Extractor", "run_local", "run_local_matching"]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from ...errors import ConfigError, KeypointsError
 from ...models.protocol import Detector
-from ..match_pairs import BlockMatcher, MatchJob, Pair
 from ..settings import ExtractJob
+from .blocks import BlockMatcher, MatchJob, Pair
 from .local import Extractor
 
 __all__ = ["run_ray", "run_ray_matching"]
