@@ -190,7 +190,9 @@ def test_errors(grouped, tmp_path):
         retrieval_pairs(tmp_path / "empty.h5", 1)
     with pytest.raises(keypoints.ConfigError, match="needs a features .h5.*keypoints extract"):
         pairs_from("examples", retrieval=5)
-    with pytest.raises(keypoints.ConfigError, match="--sequential K, --retrieval K"):
+    with pytest.raises(keypoints.ConfigError, match="--sequential K, --retrieval K, --gps"):
+        pairs_from(grouped, exhaustive=True, retrieval=5, from_file=False)
+    with pytest.raises(keypoints.ConfigError, match="--sequential K$"):  # match-pairs' options
         pairs_from(grouped, exhaustive=True, retrieval=5)
 
 
@@ -298,3 +300,61 @@ def test_recall_on_the_mixed_shared_folder(tmp_path):
     n = len(scenes)
     assert len(pairs) <= n * 5 and len(pairs) < n * (n - 1) // 2 / 4
     assert recall_at_k(pairs, scenes).hit_rate >= at5.hit_rate  # the union adds partners
+
+
+def save_with_gps(path, latitude=None, longitude=None):
+    """A small JPEG, with EXIF GPS tags at (latitude, longitude) degrees when given."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    if latitude is not None and longitude is not None:
+
+        def dms(value):
+            value = abs(value)
+            d, m = int(value), int(abs(value) * 60) % 60
+            return (float(d), float(m), round((value * 3600 - d * 3600 - m * 60), 4))
+
+        exif[0x8825] = {1: "N" if latitude >= 0 else "S", 2: dms(latitude),
+                        3: "E" if longitude >= 0 else "W", 4: dms(longitude)}  # fmt: skip
+    Image.new("RGB", (32, 24), "gray").save(path, exif=exif)
+
+
+def test_gps_pairs(tmp_path, capsys):
+    """Images within the radius (haversine) are paired; those without GPS are named."""
+    from keypoints.cli import main
+    from keypoints.pipeline.pairs import gps_pairs, gps_position
+
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    # Notre-Dame (48.85296 N, 2.34990 E): a, b ~11 m apart; c 1 km north; d in the southern and
+    # western hemispheres; e without GPS
+    save_with_gps(images / "a.jpg", 48.85296, 2.34990)
+    save_with_gps(images / "sub" / "b.jpg", 48.85306, 2.34990)
+    save_with_gps(images / "c.jpg", 48.86195, 2.34990)
+    save_with_gps(images / "d.jpg", -33.85678, -151.21530)
+    save_with_gps(images / "e.jpg")
+    assert gps_position(images / "a.jpg") == pytest.approx((48.85296, 2.34990), abs=1e-6)
+    assert gps_position(images / "d.jpg") == pytest.approx((-33.85678, -151.21530), abs=1e-6)
+    assert gps_position(images / "e.jpg") is None
+    assert gps_position(tmp_path / "missing.jpg") is None
+    with pytest.warns(UserWarning, match="1 image.*without EXIF GPS.*e.jpg"):
+        assert gps_pairs(images, 20) == [("a.jpg", "sub/b.jpg")]
+    with pytest.warns(UserWarning):  # 1 km of latitude: 0.008993 degrees on the mean sphere
+        assert gps_pairs(images, 1010) == [("a.jpg", "c.jpg"), ("a.jpg", "sub/b.jpg"),
+                                           ("c.jpg", "sub/b.jpg")]  # fmt: skip
+    with pytest.warns(UserWarning):
+        assert gps_pairs(images, 980) == [("a.jpg", "sub/b.jpg")]
+    with pytest.raises(keypoints.ConfigError, match="radius must be > 0"):
+        gps_pairs(images, 0)
+    (tmp_path / "plain").mkdir()
+    save_with_gps(tmp_path / "plain" / "x.jpg")
+    with pytest.raises(keypoints.ConfigError, match="no image has EXIF GPS"):
+        gps_pairs(tmp_path / "plain", 10)
+    with pytest.raises(keypoints.ConfigError, match="--gps reads the images' EXIF"):
+        pairs_from(tmp_path / "f.h5", gps=10, from_file=False)
+
+    output = tmp_path / "p.txt"
+    assert main(["pairs", str(images), "--gps", "20", "-o", str(output)]) == 0
+    assert read_pairs(output) == [("a.jpg", "sub/b.jpg")]
+    assert main(["pairs", str(images), "--gps", "-5", "-o", str(output)]) == 2
+    assert "Invalid value for '--gps'" in capsys.readouterr().err

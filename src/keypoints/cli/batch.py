@@ -124,14 +124,17 @@ _sequential_option = click.option(
 @click.option("--retrieval", type=click.IntRange(min=1), metavar="K",
               help="Each image with its K most similar ones (VLAD of the local descriptors; "
               "SOURCE must be a features .h5).")  # fmt: skip
+@click.option("--gps", type=click.FloatRange(min=0, min_open=True), metavar="RADIUS_M",
+              help="Every pair of images taken within RADIUS_M metres (EXIF GPS; SOURCE must "
+              "be the images).")  # fmt: skip
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Text file, one 'name0 name1' per line (hloc's format).")  # fmt: skip
-def pairs_command(source, exhaustive, sequential, retrieval, output):
+def pairs_command(source, exhaustive, sequential, retrieval, gps, output):
     """Write the image pairs of SOURCE (features .h5, image folder or list of paths)."""
     from ..pipeline.pairs import pairs_from, write_pairs
 
-    pairs = pairs_from(source, None, exhaustive, sequential, retrieval, from_file=False,
-                       progress=progress_enabled())  # fmt: skip
+    pairs = pairs_from(source, None, exhaustive, sequential, retrieval, gps=gps,
+                       from_file=False, progress=progress_enabled())  # fmt: skip
     write_pairs(pairs, output)
     click.echo(f"wrote {len(pairs)} pairs to {output}")
 
