@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -62,18 +63,23 @@ class _RayExtractor:
 
 
 class _RayMatcher:
-    """A Ray actor: receives the matcher once, matches each block of pairs into a shard."""
+    """A Ray actor: receives the matcher once, matches each block of pairs into a shard.
+
+    Our errors come back as data (pickled): Ray would pass on only their text.
+    """
 
     def __init__(self, job: MatchJob, model: list, threads: int) -> None:
         self.matcher = BlockMatcher(job, _received(model, threads))
 
     def __call__(self, batch: dict) -> dict:
-        sizes = []
+        errors = []
         for text in batch["block"]:
-            block = [tuple(pair) for pair in json.loads(str(text))]
-            self.matcher.run(block)  # type: ignore[arg-type]
-            sizes.append(len(block))
-        return {"pairs": sizes}
+            try:
+                self.matcher.run([tuple(pair) for pair in json.loads(str(text))])  # type: ignore[misc]
+                errors.append("")
+            except KeypointsError as error:
+                errors.append(pickle.dumps(error).hex())
+        return {"error": errors}
 
 
 def _ray_log_level() -> int:
@@ -168,7 +174,10 @@ def run_ray_matching(job: MatchJob, matcher, blocks: Sequence[Sequence[Pair]], a
     actors on a local Ray instance or the cluster at ``address`` (or ``RAY_ADDRESS``).
     """
     rows = [{"block": json.dumps([list(pair) for pair in block])} for block in blocks]
-    _map_actors(rows, 1, _RayMatcher, job, matcher, actors, address, progress)
+    results = _map_actors(rows, 1, _RayMatcher, job, matcher, actors, address, progress)
+    for row in results:  # the other blocks are done: their shards are kept for the rerun
+        if row["error"]:
+            raise pickle.loads(bytes.fromhex(str(row["error"])))
 
 
 def _map_actors(rows: list[dict], rows_per_call: int, actor: type, job: Any, model: Any,
@@ -207,22 +216,6 @@ def _map_actors(rows: list[dict], rows_per_call: int, actor: type, job: Any, mod
                 num_cpus=1,
                 batch_format="numpy",
             ).take_all()
-    except Exception as error:  # our own error in an actor reaches the user as itself
-        ours = _ours(error)
-        if ours is None:
-            raise
-        raise ours from None
     finally:
         if started:
             ray.shutdown()
-
-
-def _ours(error: BaseException | None) -> KeypointsError | None:
-    """The :class:`KeypointsError` behind an error Ray raised, if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, KeypointsError):
-            return error
-        error = getattr(error, "cause", None) or error.__cause__
-    return None
