@@ -7,7 +7,14 @@ choosing pairs, and matching pairs into one file, each stage resumable and crash
 from .extract import ExtractReport, extract, extract_report
 from .images import IMAGE_EXTENSIONS, list_images
 from .match_pairs import match_pairs, match_scores
-from .pairs import exhaustive_pairs, pairs_from, read_pairs, sequential_pairs, write_pairs
+from .pairs import (
+    exhaustive_pairs,
+    gps_pairs,
+    pairs_from,
+    read_pairs,
+    sequential_pairs,
+    write_pairs,
+)
 from .retrieval import nearest_images, recall_at_k, retrieval_pairs
 from .settings import ExtractSettings
 
@@ -18,6 +25,7 @@ __all__ = [
     "exhaustive_pairs",
     "extract",
     "extract_report",
+    "gps_pairs",
     "list_images",
     "match_pairs",
     "match_scores",

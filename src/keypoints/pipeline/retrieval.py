@@ -212,8 +212,10 @@ def kmeans(
         raise ConfigError(f"k-means needs a non-empty (M, D) array, got shape {x.shape}")
     k = min(int(k), len(x))
     rng = np.random.default_rng(seed)
-    centres = _kmeans_plus_plus(x, k, rng)
-    spread = float(np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean())) or 1.0
+    squares = np.einsum("ij,ij->i", x, x)  # |x|^2 per row, without an (M, D) temporary
+    mean = x.mean(0)
+    spread = float(np.sqrt(max(squares.mean() - mean @ mean, 0))) or 1.0
+    centres = _kmeans_plus_plus(x, k, rng, squares)
     for _ in range(iterations):
         nearest, distances = _assign(x, centres)
         sums = _sum_by(x, nearest, k)
@@ -392,17 +394,23 @@ def _sum_by(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return sums
 
 
-def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeans_plus_plus(
+    x: np.ndarray, k: int, rng: np.random.Generator, squares: np.ndarray
+) -> np.ndarray:
     """k-means++ seeding (Arthur and Vassilvitskii 2007).
 
     Each next centre is drawn with probability proportional to the squared distance to the
-    nearest centre chosen so far.
+    nearest centre chosen so far. ``squares``: ``|x|^2`` per row.
     """
     centres = np.empty((k, x.shape[1]), np.float32)
+
+    def distances(c: np.ndarray) -> np.ndarray:
+        return np.maximum(squares - 2 * (x @ c) + c @ c, 0)
+
     centres[0] = x[rng.integers(len(x))]
-    closest = ((x - centres[0]) ** 2).sum(1)
+    closest = distances(centres[0])
     for c in range(1, k):
-        total = float(closest.sum())
+        total = float(closest.sum(dtype=np.float64))
         if total > 0:
             pick = int(np.searchsorted(np.cumsum(closest, dtype=np.float64),
                                        rng.random() * total, side="right"))  # fmt: skip
@@ -410,7 +418,7 @@ def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
         else:  # fewer distinct points than centres: duplicates
             pick = int(rng.integers(len(x)))
         centres[c] = x[pick]
-        closest = np.minimum(closest, ((x - centres[c]) ** 2).sum(1))
+        np.minimum(closest, distances(centres[c]), out=closest)
     return centres
 
 
