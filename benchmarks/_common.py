@@ -154,6 +154,18 @@ def run_child(script: str, args: Sequence[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def peak_rss_mib() -> float:
+    """This process's peak RSS in MiB: VmHWM, which starts afresh at exec (``ru_maxrss`` keeps
+    the RSS the forked parent had, here several hundred MiB of extraction)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

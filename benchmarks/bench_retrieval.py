@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA, cpu_info, print_table, run_child
+from _common import DATA, cpu_info, peak_rss_mib, print_table, run_child
 
 KS = (1, 3, 5)
 
@@ -72,18 +71,6 @@ def synthetic_features(path: Path, images: int, keypoints: int = 1024, dim: int 
             group["keypoints"] = rng.uniform(0, 640, (keypoints, 2)).astype(np.float32)
             group["scores"] = np.ones(keypoints, np.float32)
             group["image_size"] = np.array([640, 480])
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS in MiB: VmHWM, which starts afresh at exec (``ru_maxrss`` keeps
-    the RSS the forked parent had, here several hundred MiB of extraction)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_retrieval(features: str, k: int, codebook_size: int) -> dict:
