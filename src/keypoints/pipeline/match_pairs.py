@@ -160,8 +160,8 @@ def match_pairs(  # noqa: PLR0913 - the keyword-only options mirror the CLI's fl
         if todo:
             job = MatchJob(os.path.abspath(features), str(parts), record, method, kwargs,
                            batch_size, precision, device, cache_size)  # fmt: skip
-            blocks = [[(a, b, identities[a], identities[b]) for a, b in todo[i : i + shard_size]]
-                      for i in range(0, len(todo), shard_size)]  # fmt: skip
+            blocks = [[(a, b, identities[a], identities[b]) for a, b in block]
+                      for block in _blocks(pairs, done, shard_size)]  # fmt: skip
             net = _prepare_matcher(job, matcher, first, engine)
             if engine == "local":
                 from .engines.local import run_local_matching
@@ -260,6 +260,27 @@ def _pair_keys(file: h5py.File) -> list[str]:
     """The pair keys of a matches file: its groups of groups (``name0/name1``)."""
     return [f"{first}/{second}" for first, group in file.items()
             if isinstance(group, h5py.Group) for second in group]  # fmt: skip
+
+
+def _blocks(pairs: Sequence[tuple[str, str]], done: set[str],
+            size: int) -> list[list[tuple[str, str]]]:  # fmt: skip
+    """The pairs not ``done`` in blocks of at most ``size``, each written as one shard.
+
+    The blocks are those of the whole list (``size`` pairs each, in order), with what is done
+    left out and the partial blocks that follow one another merged. So a rerun after a kill
+    (whose complete shards are whole blocks, in any order on Ray) matches the other blocks as
+    the uninterrupted run does: LightGlue pads a batch to its longest image, and other batches
+    could round a score differently.
+    """
+    blocks: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    for start in range(0, len(pairs), size):
+        block = [(a, b) for a, b in pairs[start : start + size] if pair_name(a, b) not in done]
+        if current and len(current) + len(block) > size:
+            blocks.append(current)
+            current = []
+        current.extend(block)
+    return [*blocks, current] if current else blocks
 
 
 def _prepare_matcher(job: MatchJob, matcher, first: tuple[Features, Features] | None,
