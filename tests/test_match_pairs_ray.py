@@ -4,6 +4,7 @@ run leaves its complete blocks as shards that the rerun reuses; the errors a use
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -90,10 +91,12 @@ def test_ray_gives_the_local_matches(features, tmp_path, ray_instance, method, o
 
 
 @pytest.mark.slow
-def test_ray_rematches_stale_pairs_and_keeps_the_rules(features, tmp_path, ray_instance):
+def test_ray_rematches_stale_pairs_and_keeps_the_rules(features, tmp_path, ray_instance,
+                                                       monkeypatch):  # fmt: skip
     """Features extracted again for one image: a rerun matches only its pairs again, the same
     on Ray as locally; other matcher settings are refused; a bad image's error reaches the
-    caller as itself, the other blocks' shards kept for the rerun."""
+    caller as itself, the other blocks' shards kept for the rerun; a features file the actors
+    cannot open is named with the node."""
     source = tmp_path / "features.h5"
     shutil.copy(features, source)
     names = list_names(source)
@@ -122,6 +125,19 @@ def test_ray_rematches_stale_pairs_and_keeps_the_rules(features, tmp_path, ray_i
         match_pairs(source, pairs, other, method="mnn", engine="ray", shard_size=4,
                     progress=False)  # fmt: skip
     assert not other.exists() and list((tmp_path / "bad.h5.parts").glob("shard-*.h5"))
+
+    module = importlib.import_module("keypoints.pipeline.match_pairs")
+    prepare = module._prepare_matcher
+
+    def vanish(*args):  # the features are gone once the driver has read them
+        source.unlink()
+        return prepare(*args)
+
+    monkeypatch.setattr(module, "_prepare_matcher", vanish)
+    message = r"no such features file \(on the Ray node .*every node must"
+    with pytest.raises(keypoints.ImageNotFoundError, match=message):
+        match_pairs(source, pairs, tmp_path / "gone.h5", method="mnn", engine="ray",
+                    progress=False)  # fmt: skip
 
 
 def test_an_interrupted_run_resumes_from_its_shards(features, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...defaults import DEFAULT_DEVICE, DEFAULT_MATCH_BATCH_SIZE, DEFAULT_PRECISION
 from ...features import Features, Matches
-from ...io.hloc import pair_name, read_features, write_matches
+from ...io.hloc import open_h5, pair_name, read_features, write_matches
 from ...matching import match_batch
 from ..shards import ShardFiles
 
@@ -94,7 +94,7 @@ class BlockMatcher:
             kwargs.update(matcher=self.matcher, precision=job.precision, device=job.device)
         attrs = {MATCHES_ATTR: job.record}
         with (
-            h5py.File(job.features, "r") as source,
+            open_h5(job.features, "features file") as source,
             ShardFiles(Path(job.parts), attrs, len(block), _write_pair) as shard,
         ):
             for start in range(0, len(block), job.batch_size):

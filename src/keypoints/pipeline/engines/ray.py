@@ -29,6 +29,7 @@ from typing import Any
 from ...errors import ConfigError, KeypointsError
 from ...models.protocol import Detector
 from ..settings import ExtractJob
+from ..stream import reason
 from .blocks import BlockMatcher, MatchJob, Pair
 from .local import Extractor
 
@@ -77,9 +78,22 @@ class _RayMatcher:
             try:
                 self.matcher.run([tuple(pair) for pair in json.loads(str(text))])  # type: ignore[misc]
                 errors.append("")
-            except KeypointsError as error:
-                errors.append(pickle.dumps(error).hex())
+            except (KeypointsError, OSError) as error:
+                errors.append(pickle.dumps(_on_node(error)).hex())
         return {"error": errors}
+
+
+def _on_node(error: KeypointsError | OSError) -> KeypointsError:
+    """``error`` as the driver raises it: one about a file names the node it happened on."""
+    if isinstance(error, KeypointsError) and not isinstance(error, FileNotFoundError):
+        return error
+    import ray
+
+    kind = type(error) if isinstance(error, KeypointsError) else KeypointsError
+    return kind(
+        f"{reason(error)} (on the Ray node {ray.util.get_node_ip_address()}: every node must "
+        "reach the features file and the output's folder)"
+    )
 
 
 def _ray_log_level() -> int:
