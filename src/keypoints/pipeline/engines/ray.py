@@ -208,7 +208,9 @@ def _map_actors(rows: list[dict], rows_per_call: int, actor: type, job: Any, mod
         raise ConfigError("the Ray engine needs Ray: pip install 'keypoints[ray]'") from None
     if not rows:
         return []
-    threads = max(1, int(os.environ.get("KEYPOINTS_RAY_THREADS", "1")))
+    text = os.environ.get("KEYPOINTS_RAY_THREADS", "1")
+    if not text.strip().isdigit() or (threads := int(text)) < 1:
+        raise ConfigError(f"KEYPOINTS_RAY_THREADS must be a whole number >= 1, not {text!r}")
     started = not ray.is_initialized()
     if started:
         _quiet_ray()
