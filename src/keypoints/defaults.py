@@ -62,6 +62,8 @@ ENGINES = ("local", "ray")
 DEFAULT_ENGINE = "local"
 DEFAULT_WORKERS = 2
 DEFAULT_SHARD_SIZE = 32
+#: Pairs per block of match-pairs (one shard file each: a kill loses at most one block).
+DEFAULT_MATCH_SHARD_SIZE = 256
 
 #: The homography benchmark's protocol: detectors compared, keypoints per image.
 EVAL_MODELS = (DEFAULT_MODEL, "sift")

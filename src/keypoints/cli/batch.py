@@ -10,10 +10,15 @@ import sys
 
 import click
 
-from ..defaults import DEFAULT_MATCH_BATCH_SIZE, DEFAULT_SHARD_SIZE, DEFAULT_WORKERS, ENGINES
+from ..defaults import (
+    DEFAULT_MATCH_BATCH_SIZE,
+    DEFAULT_MATCH_SHARD_SIZE,
+    DEFAULT_SHARD_SIZE,
+    DEFAULT_WORKERS,
+    ENGINES,
+)
 from ..errors import ConfigError
 from ..models.registry import load_model
-from ..pipeline.match_pairs import DEFAULT_MATCH_SHARD_SIZE
 from .options import (
     backend_option,
     detector_options,

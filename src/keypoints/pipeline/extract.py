@@ -136,7 +136,7 @@ def extract_report(
         stop the run: they are listed in the report and in ``<output>.errors.txt``.
     """
     start_time = time.perf_counter()
-    _check_arguments(workers, shard_size, engine)
+    check_arguments(workers, shard_size, engine)
     check_resize(resize, max_pixels)
     image_root, names = list_images(images)
     options = {k: v for k, v in options.items() if v is not None}
@@ -195,7 +195,8 @@ def _storable(names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return good, bad
 
 
-def _check_arguments(workers: int, shard_size: int, engine: str) -> None:
+def check_arguments(workers: int, shard_size: int, engine: str) -> None:
+    """Refuse negative workers, a shard size below 1 and an unknown engine (ConfigError)."""
     if workers < 0 or shard_size < 1:
         raise ConfigError("workers must be >= 0 and shard_size >= 1")
     if engine not in ENGINES:

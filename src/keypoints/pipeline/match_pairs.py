@@ -21,6 +21,7 @@ from ..defaults import (
     DEFAULT_DEVICE,
     DEFAULT_ENGINE,
     DEFAULT_MATCH_BATCH_SIZE,
+    DEFAULT_MATCH_SHARD_SIZE,
     DEFAULT_MATCHER,
     DEFAULT_PRECISION,
     DEFAULT_WORKERS,
@@ -47,14 +48,12 @@ from ..matching import (
 )
 from ..models.protocol import state_digest
 from .engines.blocks import MATCHES_ATTR, MatchJob, match_scores
-from .extract import _check_arguments
+from .extract import check_arguments
 from .shards import complete_shards, merge_shards
 
 __all__ = ["match_pairs", "match_scores", "matcher_record", "MATCHES_ATTR",
            "DEFAULT_MATCH_SHARD_SIZE"]  # fmt: skip
 
-#: Pairs per shard: a kill loses at most this many pairs per worker.
-DEFAULT_MATCH_SHARD_SIZE = 256
 #: What each pair of a matches file records of where it comes from.
 _PROVENANCE = ("name0", "name1", "features0", "features1")
 
@@ -129,7 +128,7 @@ def match_pairs(  # noqa: PLR0913 - the keyword-only options mirror the CLI's fl
     check_method(method)
     if batch_size < 1 or cache_size < 1:
         raise ConfigError("batch_size and cache_size must be >= 1")
-    _check_arguments(workers, shard_size, engine)
+    check_arguments(workers, shard_size, engine)
     features, output = Path(features), Path(output)
     names = sorted({n for pair in pairs for n in pair})
     check_pair_keys(names)
