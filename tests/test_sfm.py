@@ -164,3 +164,20 @@ def test_sfm_errors_are_one_line(tmp_path, capsys):
     shutil.copy(images / "img1.ppm", one)
     assert main(["sfm", str(one), "-o", str(tmp_path / "o4"), "-q"]) == 2
     assert "at least two readable images" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sfm_on_ray_builds_the_local_model(tmp_path, monkeypatch):
+    """--engine ray: extraction and matching on a local Ray instance, the same model."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'keypoints[ray]')")
+    import torch
+
+    # actors on this process's thread count: their sums run in the same order, so the same bits
+    monkeypatch.setenv("KEYPOINTS_RAY_THREADS", str(torch.get_num_threads()))
+    images = copy_sequence("wall", tmp_path / "wall")
+    local = keypoints.sfm(images, tmp_path / "local", preset=QUICK, progress=False)
+    ray = keypoints.sfm(images, tmp_path / "ray", preset=QUICK, progress=False, engine="ray")
+    assert statistics(ray) == statistics(local)
+    assert (tmp_path / "ray" / "pairs.txt").read_text() == (
+        tmp_path / "local" / "pairs.txt"
+    ).read_text()
