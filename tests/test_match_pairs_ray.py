@@ -61,7 +61,9 @@ def pair_keys(path) -> list[str]:
 
 
 def assert_same_matches(got, expected, keys: list[str]) -> None:
-    """The same pairs, matcher record and provenance; equal match indices; scores within 1e-5."""
+    """The same pairs, matcher record and provenance; equal match indices; scores equal to one
+    float16 step (hloc's layout stores them as float16: LightGlue scores that differ by 1e-7 in
+    float32, from sums run in another order, can round to neighbouring float16 values)."""
     assert pair_keys(got) == sorted(keys)
     with h5py.File(got, "r") as a, h5py.File(expected, "r") as b:
         assert a.attrs["keypoints_matches"] == b.attrs["keypoints_matches"]
@@ -69,7 +71,7 @@ def assert_same_matches(got, expected, keys: list[str]) -> None:
             assert dict(a[key].attrs) == dict(b[key].attrs)  # name0/1, features0/1
             np.testing.assert_array_equal(a[key]["matches0"][()], b[key]["matches0"][()])
             scores = [f[key]["matching_scores0"][()].astype(np.float32) for f in (a, b)]
-            np.testing.assert_allclose(*scores, atol=1e-5, rtol=0)
+            np.testing.assert_allclose(*scores, atol=1e-5, rtol=2**-10)  # one float16 ulp
 
 
 @pytest.mark.slow
