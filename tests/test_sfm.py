@@ -144,6 +144,19 @@ def test_sfm_killed_during_matching_resumes_to_the_same_model(tmp_path):
     assert statistics(resumed) == statistics(whole)
 
 
+def test_summary_names_unregistered_and_bad_images(tmp_path):
+    from keypoints.pipeline.sfm import SfmReport, StageReport
+
+    report = SfmReport(tmp_path, images=3, registered=2, unregistered=["c.jpg"],
+                       stages={"extract": StageReport(1.0, False, "")},
+                       errors=[("broken.jpg", "truncated")])  # fmt: skip
+    lines = report.summary()
+    assert lines[0].startswith("registered 2 / 3 images in 0 model(s)")
+    assert "not registered (1): c.jpg" in lines
+    assert "bad images (1, see registration.txt): broken.jpg" in lines
+    assert lines[-1] == "time: extract 1.0 s"
+
+
 def test_sfm_errors_are_one_line(tmp_path, capsys):
     from keypoints.cli import main
 

@@ -147,6 +147,10 @@ class SfmReport:
                 " ..." if len(self.unregistered) > 8 else ""
             )
             lines.append(f"not registered ({len(self.unregistered)}): {shown}")
+        if self.errors:
+            names = ", ".join(name for name, _ in self.errors[:8])
+            more = " ..." if len(self.errors) > 8 else ""
+            lines.append(f"bad images ({len(self.errors)}, see registration.txt): {names}{more}")
         times = ", ".join(
             f"{name} {stage.seconds:.1f} s{' (current)' if stage.skipped else ''}"
             for name, stage in self.stages.items()
