@@ -223,7 +223,7 @@ def sfm(
             auto = len(names) <= AUTO_EXHAUSTIVE_IMAGES
             mode, k = ("exhaustive", None) if auto else ("retrieval", DEFAULT_RETRIEVAL_K)
         chosen_pairs = run.pairs(names, mode, k)
-        run.match(chosen_pairs, chosen, engine, address)
+        run.match(chosen_pairs, chosen, engine, address, workers)
         digest = run.database(chosen_pairs, root, single_camera)
         reconstructions = run.mapping(pycolmap, root, digest)
 
@@ -286,15 +286,14 @@ class _Run:
         self.say(f"[2/5] pairs: {len(chosen)} ({mode}{'' if k is None else f' {k}'}) -> {path}")
         return chosen
 
-    def match(self, pairs, chosen: Preset, engine: str, address) -> None:
+    def match(self, pairs, chosen: Preset, engine: str, address, workers: int) -> None:
         """3. matches (pairs already matched from the current features are skipped)."""
         start = time.perf_counter()
         self.say(f"[3/5] match: {chosen.matcher} -> {self.files['matches.h5']}")
-        extra = {} if engine == "local" else {"engine": engine, "address": address}
         _, matched, current = match_pairs(
             self.files["features.h5"], pairs, self.files["matches.h5"], method=chosen.matcher,
-            overwrite=self.overwrite, progress=self.progress, device=self.device, **extra,
-            **chosen.matcher_options,
+            overwrite=self.overwrite, progress=self.progress, device=self.device, engine=engine,
+            address=address, workers=workers, **chosen.matcher_options,
         )  # fmt: skip
         self._stage("match", start, matched == 0, f"{matched} matched, {current} current")
 
@@ -350,7 +349,7 @@ def _choose_pairs(features: Path, names: list[str], mode: str, k: int | None):
         return exhaustive_pairs(names)
     if mode == "sequential":
         return sequential_pairs(names, int(k or DEFAULT_WINDOW))
-    return pairs_from(features, retrieval=int(k or DEFAULT_RETRIEVAL_K))  # type: ignore[call-arg]
+    return pairs_from(features, retrieval=int(k or DEFAULT_RETRIEVAL_K))
 
 
 def _read_state(out: Path) -> dict:
