@@ -10,6 +10,7 @@ their licenses and whether they run offline now. The CLI's ``--preset`` on ``det
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,10 @@ from .models.lightglue import release_cached, weights_license
 from .models.protocol import DetectorInfo
 from .models.registry import MODELS, load_model
 
-__all__ = ["Preset", "PRESETS", "load_preset", "list_presets"]
+__all__ = ["Preset", "PRESETS", "load_preset", "list_presets", "compose", "custom", "UNSET"]
+
+#: ``resize`` was not given to :func:`compose` (None means the native resolution).
+UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -214,3 +218,50 @@ def custom(
         resize = (int(resize[0]), int(resize[1]))
     return Preset(detector, "a custom pipeline", detector, dict(options or {}), resize, matcher,
                   dict(matcher_options or {}))  # fmt: skip
+
+
+def given(**options) -> dict[str, Any]:
+    """The options that were given (not None)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def compose(
+    preset: str | Preset | None,
+    model: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    resize: Any = UNSET,
+    matcher: str | None = None,
+    matcher_options: Mapping[str, Any] | None = None,
+) -> Preset:
+    """A preset (if any) with the options given explicitly on top: explicit > preset > default.
+
+    Args:
+        preset: a preset name or :class:`Preset`, or None for a custom pipeline around ``model``
+            (default: the default detector).
+        model: the detector; with a preset it must be the preset's own.
+        options: detector options; None values mean "not given".
+        resize: the preprocessing (see :func:`keypoints.image.normalize_resize`); :data:`UNSET`
+            keeps the preset's.
+        matcher: ``"auto"``, ``"mnn"`` or ``"lightglue"``; None keeps the preset's (``"mnn"``
+            when ``ratio`` or ``max_distance`` is given and the preset says ``"auto"``).
+        matcher_options: the matcher's options; None values mean "not given".
+
+    Returns:
+        The :class:`Preset` to run.
+    """
+    base = load_preset(preset) if preset else custom(model or DEFAULT_MODEL)
+    if preset and model is not None and model != base.detector:
+        raise ConfigError(
+            f"--model {model} conflicts with --preset {base.name} (whose detector is "
+            f"{base.detector}); give one of them"
+        )
+    explicit = given(**(matcher_options or {}))
+    if matcher is None and base.matcher == "auto" and set(explicit) & {"ratio", "max_distance"}:
+        matcher = "mnn"  # nearest-neighbour options say which matcher is meant
+    return dataclasses.replace(
+        base,
+        options={**base.options, **given(**(options or {}))},
+        resize=base.resize if resize is UNSET else resize,
+        matcher=matcher or base.matcher,
+        matcher_options={**base.matcher_options, **explicit},
+    )

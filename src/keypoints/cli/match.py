@@ -6,16 +6,12 @@ from pathlib import Path
 
 import click
 
-from ..detection import detect
-from ..matching import verify
-from ..models.registry import load_model
-from ..rotation import searches
+from ..pair import match_pair
 from ..viz import save_figure
 from .options import (
     backend_option,
     device_option,
     estimator_option,
-    given,
     load_matcher_weights,
     matcher_option,
     matcher_weights_option,
@@ -82,44 +78,21 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
 
     chosen = pipeline(preset, model, {"max_keypoints": max_keypoints, "threshold": threshold},
                       resize, matcher, {"ratio": ratio, "max_distance": max_distance})  # fmt: skip
-    net = load_model(chosen.detector, device, backend, precision, **chosen.options)
-    extra = given(matcher=load_matcher_weights(matcher_weights))
-    if chosen.matcher != "mnn":
-        extra.update(precision=precision, device=device)
-    if chosen.matcher == "lightglue":  # missing weights fail now, not after detecting
-        from ..matching import lightglue_weights_for, load_matcher
-
-        load_matcher(extra.get("matcher") or lightglue_weights_for(net.name), device,
-                     precision=precision)  # fmt: skip
-
-    def fit(f0, f1, matches):
-        return verify(f0, f1, matches, verify_model or "fundamental", ransac_threshold,
-                      estimator=estimator)  # fmt: skip
-
-    if searches(rotation, net.name):  # the turn of image1 with the most inliers
-        from ..image import to_array
-        from ..rotation import search_rotation
-
-        def detect_one(image):
-            return detect(image, net, resize=chosen.resize)[0]
-
-        f0 = detect_one(image0)
-        found = search_rotation(f0, to_array(image1), detect_one,
-                                lambda a, b: chosen.match(a, b, **extra), fit)  # fmt: skip
-        f1, matches, fit_result = found.features1, found.matches, found.verification
-        verify_model = fit_result.model
-        click.echo(f"rotation: image1 turned by {found.degrees} degrees (inliers per turn: "
-                   f"{', '.join(map(str, found.inliers))})")  # fmt: skip
-    else:
-        f0, f1 = detect([image0, image1], net, resize=chosen.resize)
-        matches = chosen.match(f0, f1, **extra)
-        fit_result = fit(f0, f1, matches) if verify_model else None
+    result = match_pair(image0, image1, chosen, geometry=verify_model, estimator=estimator,
+                        ransac_threshold=ransac_threshold, rotation=rotation,
+                        matcher_weights=load_matcher_weights(matcher_weights), device=device,
+                        backend=backend, precision=precision)  # fmt: skip
+    f0, f1, matches, fit_result = (result.features0, result.features1, result.matches,
+                                   result.verification)  # fmt: skip
+    if result.rotation is not None:
+        click.echo(f"rotation: image1 turned by {result.rotation} degrees (inliers per turn: "
+                   f"{', '.join(map(str, result.rotation_inliers))})")  # fmt: skip
     click.echo(f"keypoints: {len(f0)} in {image0}, {len(f1)} in {image1}")
     method = "LightGlue" if matches.method == "lightglue" else "mutual nearest neighbour"
     click.echo(f"matches: {len(matches)} ({method})")
     if fit_result is not None:
         note = f" ({fit_result.message})" if fit_result.message else ""
-        click.echo(f"inliers ({verify_model}, {estimator} {ransac_threshold} px): "
+        click.echo(f"inliers ({fit_result.model}, {estimator} {ransac_threshold} px): "
                    f"{fit_result.num_inliers}{note}")  # fmt: skip
     inliers = None if fit_result is None else fit_result.inliers
     fig = plot_matches(image0, image1, f0, f1, matches, inliers)

@@ -6,12 +6,10 @@ explicitly as explicit > preset > default.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import click
 
@@ -34,10 +32,11 @@ from ..defaults import (
 )
 from ..errors import ConfigError
 from ..image import normalize_resize
-from ..presets import PRESETS, Preset, custom, load_preset
+from ..presets import PRESETS, UNSET, compose
+from ..presets import given as given  # re-exported for the commands
 
-#: ``--resize`` was not given (None means ``--resize none``: the native resolution).
-UNSET: Any = object()
+#: The pipeline a command runs (the preset with the options given explicitly on top).
+pipeline = compose
 
 
 def parse_resize(ctx, param, value: str | None):
@@ -174,41 +173,6 @@ def detector_options(command: Callable) -> Callable:
     command = threshold_option(command)
     return click.option("--max-keypoints", type=int, help="Keep the N best keypoints (-1: all).")(
         command
-    )
-
-
-def given(**options) -> dict[str, Any]:
-    """The options that were given (not None)."""
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def pipeline(
-    preset: str | None,
-    model: str | None,
-    options: dict[str, Any],
-    resize: Any = UNSET,
-    matcher: str | None = None,
-    matcher_options: dict[str, Any] | None = None,
-) -> Preset:
-    """The pipeline a command runs: the preset (if any) with the options given explicitly on top.
-
-    ``None`` values and an :data:`UNSET` resize mean "not given".
-    """
-    base = load_preset(preset) if preset else custom(model or DEFAULT_MODEL)
-    if preset and model is not None and model != base.detector:
-        raise ConfigError(
-            f"--model {model} conflicts with --preset {base.name} (whose detector is "
-            f"{base.detector}); give one of them"
-        )
-    explicit = given(**(matcher_options or {}))
-    if matcher is None and base.matcher == "auto" and set(explicit) & {"ratio", "max_distance"}:
-        matcher = "mnn"  # nearest-neighbour options say which matcher is meant
-    return dataclasses.replace(
-        base,
-        options={**base.options, **given(**options)},
-        resize=base.resize if resize is UNSET else resize,
-        matcher=matcher or base.matcher,
-        matcher_options={**base.matcher_options, **explicit},
     )
 
 
