@@ -16,7 +16,7 @@ import click
 
 from .._version import __version__
 from ..errors import KeypointsError, as_os_error, describe_os_error
-from . import batch, detect, download, evaluate, info, match, sfm
+from . import batch, demo, detect, download, evaluate, info, match, sfm
 from .options import add_verbosity_options, set_verbosity
 
 __all__ = ["cli", "main", "EXIT_USER_ERROR", "EXIT_UNEXPECTED"]
@@ -48,6 +48,7 @@ for command in (
     sfm.sfm_command,
     info.export_group,
     download.download_command,
+    demo.demo_command,
 ):
     add_verbosity_options(command)
     cli.add_command(command)
