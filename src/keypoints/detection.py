@@ -67,7 +67,7 @@ def detect(
             1e-6).
         precision: ``"fp32"`` (parity), ``"bf16"``, ``"int8"`` (models with an onnxruntime
             graph: SuperPoint) or ``"fast"`` (each model's fastest measured precision); see
-            the README's Speed section for the measured accuracy cost. For a model given by
+            the documentation's Speed page for the measured accuracy cost. For a model given by
             name or path.
         batch_size: images decoded at a time (bounds memory); those of equal processed size
             share a forward pass. Images are never padded to another's size, so each gets the

@@ -92,8 +92,9 @@ class SuperPointImageProcessor:
     Args:
         do_resize: resize to ``size`` (default ``{"height": 480, "width": 640}``).
         resample: Pillow filter (2 = bilinear).
-        do_rescale, rescale_factor: scale 8-bit values by ``rescale_factor`` (1/255). Float
-            inputs are taken to be in [0, 1] already and are not rescaled again.
+        do_rescale: scale 8-bit values by ``rescale_factor``. Float inputs are taken to be in
+            [0, 1] already and are not rescaled again.
+        rescale_factor: the factor ``do_rescale`` applies (1/255).
         do_grayscale: NTSC grayscale (0.2989 R + 0.5870 G + 0.1140 B). On by default, as in
             the Hub checkpoint's preprocessor config; ``do_grayscale=False`` reproduces a bare
             transformers ``SuperPointImageProcessor()``, whose model then reads the red channel.

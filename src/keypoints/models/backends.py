@@ -203,7 +203,7 @@ def calibration_images(
     generated from a fixed seed so every machine quantizes the same way and no image data has to
     ship with the package. (On SuperPoint's released weights they gave dense descriptors as
     close to fp32 as calibrating on real photographs: mean cosine 0.996-0.998 against
-    0.994-0.997 on three Oxford images; the README's "Fast mode" has the accuracy cost.)
+    0.994-0.997 on three Oxford images; the docs' Speed page, "Fast mode", has the accuracy cost.)
     """
     from PIL import Image, ImageDraw, ImageFilter
 

@@ -214,7 +214,7 @@ class SuperPoint(KeypointModel):
         return F.normalize(self.convDb(F.relu(self.convDa(features))), p=2, dim=1)
 
     dense_output_names = ("heatmap", "descriptors")
-    #: ``precision="fast"``: the int8 graph (onnxruntime, VNNI); see the README's Speed section
+    #: ``precision="fast"``: the int8 graph (onnxruntime, VNNI); see the docs' Speed page
     fast_precision = "int8"
 
     def dense_torch(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
