@@ -252,8 +252,12 @@ def test_build_app_has_the_page_parts():
     ids = {block.elem_id for block in app.blocks.values() if getattr(block, "elem_id", None)}
     assert {"image0", "image1", "examples", "match-button", "status", "numbers", "downloads",
             "compare-button", "compare-numbers", "compare-gallery"} <= ids  # fmt: skip
-    uploads = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == "image0"]
-    assert uploads[0].preprocess(None) is None  # paths pass through undecoded
+    from keypoints.demo.app import upload_path
+
+    # the buttons take uploads undecoded: a corrupt file reaches our message, not Gradio's
+    assert all(not fn.preprocess for fn in app.fns.values() if fn.name.startswith("on_"))
+    assert upload_path({"path": "/tmp/x/holiday.jpg", "url": None}) == "/tmp/x/holiday.jpg"
+    assert upload_path(None) is None and upload_path("/a/b.png") == "/a/b.png"
 
 
 def test_numbers_html_carries_the_values(tmp_path):

@@ -33,7 +33,16 @@ from .handlers import (
     run_match,
 )
 
-__all__ = ["build_app", "numbers_html", "photo_input", "EXAMPLES", "THEME", "CSS", "QUEUE_SIZE"]
+__all__ = [
+    "build_app",
+    "numbers_html",
+    "photo_input",
+    "upload_path",
+    "EXAMPLES",
+    "THEME",
+    "CSS",
+    "QUEUE_SIZE",
+]
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 #: The example pairs: (label, image 1, image 2).
@@ -65,24 +74,24 @@ footer { visibility: hidden; }
 """
 
 
-def _path_only(payload):
-    """The uploaded file's path (or None), without decoding it."""
+def upload_path(payload) -> str | None:
+    """The uploaded file's path from an image input's raw payload (or None).
+
+    The buttons' events run with ``preprocess=False``: Gradio's Image would decode uploads with
+    Pillow before the handler runs, so a corrupt file would fail inside Gradio with a bare
+    "Error"; the handler decodes it and says what is wrong with it instead (not an image,
+    truncated, too large).
+    """
     if payload is None:
         return None
-    return getattr(payload, "path", None)
+    if isinstance(payload, dict):
+        return payload.get("path")
+    return getattr(payload, "path", payload)
 
 
 def photo_input(**kwargs) -> gr.Image:
-    """An image upload that hands the handler the uploaded file's path untouched.
-
-    Gradio's own Image decodes uploads with Pillow before the handler runs, so a corrupt file
-    would fail inside Gradio with a bare "Error"; here the handler decodes it and says what is
-    wrong with it (not an image, truncated, too large). (An instance attribute rather than a
-    subclass: Gradio writes a ``.pyi`` file beside the module of every component subclass.)
-    """
-    image = gr.Image(type="filepath", sources=["upload", "clipboard"], **kwargs)
-    image.preprocess = _path_only  # type: ignore[method-assign]
-    return image
+    """An image upload (file or clipboard) whose events hand over the file's path."""
+    return gr.Image(type="filepath", sources=["upload", "clipboard"], **kwargs)
 
 
 def _detector_choices() -> list[tuple[str, str]]:
@@ -305,7 +314,8 @@ def _settings(values) -> MatchSettings:
 
 def _wire_match(image0, image1, parts: dict[str, Any], max_pixels: int, workdir) -> None:
     def on_match(first, second, *values):
-        view = run_match(first, second, _settings(values), workdir=workdir, max_pixels=max_pixels)
+        paths = upload_path(first), upload_path(second)
+        view = run_match(*paths, _settings(values), workdir=workdir, max_pixels=max_pixels)
         status = view.status if view.ok else f'<span class="kp-error">{view.status}</span>'
         command = f"Same numbers from the command line:\n\n`{view.command}`" if view.ok else ""
         return (
@@ -337,6 +347,7 @@ def _wire_match(image0, image1, parts: dict[str, Any], max_pixels: int, workdir)
         ],
         concurrency_id="models",
         concurrency_limit=1,
+        preprocess=False,  # uploads reach the handler undecoded (see upload_path)
         show_progress="full",
     )
 
@@ -359,12 +370,21 @@ def _compare_tab(image0, image1, parts: dict[str, Any], max_pixels: int, workdir
         wrap=True,
     )
     gallery = gr.Gallery(
-        label="Matches per preset", columns=2, height="auto", elem_id="compare-gallery"
+        label="Matches per preset",
+        columns=2,
+        height="auto",
+        object_fit="contain",
+        elem_id="compare-gallery",
     )
 
     def on_compare(first, second, chosen, *values):
         view = run_compare(
-            first, second, chosen, _settings(values), workdir=workdir, max_pixels=max_pixels
+            upload_path(first),
+            upload_path(second),
+            chosen,
+            _settings(values),
+            workdir=workdir,
+            max_pixels=max_pixels,
         )
         return view.status, view.rows or None, view.pictures or None
 
@@ -374,4 +394,5 @@ def _compare_tab(image0, image1, parts: dict[str, Any], max_pixels: int, workdir
         [status, table, gallery],
         concurrency_id="models",
         concurrency_limit=1,
+        preprocess=False,  # uploads reach the handler undecoded (see upload_path)
     )
