@@ -295,3 +295,27 @@ def test_cli_demo_errors(monkeypatch, capsys):
     assert main(["demo", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "the demo needs Gradio" in err and "pip install 'keypoints[demo]'" in err
+
+
+def test_launch_serves_one_run_at_a_time(tmp_path):
+    pytest.importorskip("gradio")
+    import socket
+    import urllib.request
+
+    from keypoints.demo import launch
+    from keypoints.demo.app import QUEUE_SIZE
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = launch(port=port, block=False, workdir=str(tmp_path))
+    try:
+        assert urllib.request.urlopen(app.local_url, timeout=10).status == 200
+        assert app.max_file_size == 50 * 1024 * 1024  # uploads over 50 MB refused
+        assert app._queue.max_size == QUEUE_SIZE
+        buttons = [fn for fn in app.fns.values() if fn.name in ("on_match", "on_compare")]
+        assert len(buttons) == 2
+        assert {fn.concurrency_id for fn in buttons} == {"models"}  # one queue for both tabs
+        assert all(fn.concurrency_limit == 1 for fn in buttons)
+    finally:
+        app.close()
