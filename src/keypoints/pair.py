@@ -73,7 +73,7 @@ class PairResult:
     @property
     def method(self) -> str:
         """The matcher that ran: ``"lightglue"`` or ``"mnn"``."""
-        return self.matches.method
+        return self.matches.method or "mnn"
 
     def summary(self) -> dict[str, Any]:
         """The numbers as plain values (counts, the model, its threshold, seconds per stage)."""
@@ -160,7 +160,7 @@ def match_pair(  # noqa: PLR0913 - the pipeline's parts, each with its default
     from .rotation import searches
 
     check_geometry(geometry)
-    timings = dict.fromkeys(STAGES, 0.0)
+    timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     start = time.perf_counter()
     net = load_model(pipeline.detector, device, backend, precision, **pipeline.options)
     extra: dict[str, Any] = {} if matcher_weights is None else {"matcher": matcher_weights}

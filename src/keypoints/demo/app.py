@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio import themes
 
 from .._version import __version__
 from ..defaults import (
@@ -54,7 +55,7 @@ EXAMPLES = (
 #: Requests that may wait in the queue; more are turned away with a message.
 QUEUE_SIZE = 16
 
-THEME = gr.themes.Soft(primary_hue="teal", secondary_hue="amber", neutral_hue="slate")
+THEME = themes.Soft(primary_hue="teal", secondary_hue="amber", neutral_hue="slate")
 CSS = """
 .kp-header { display: flex; align-items: baseline; gap: 0.8rem; flex-wrap: wrap; }
 .kp-header h1 { margin: 0; font-size: 1.9rem; }
