@@ -26,8 +26,14 @@ def save(array: np.ndarray, name: str) -> None:
 
 
 def warp(array: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return cv2.warpPerspective(array, homography, size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=(24, 24, 24))  # fmt: skip
+    return cv2.warpPerspective(
+        array,
+        homography,
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(24, 24, 24),
+    )
 
 
 def main() -> None:
