@@ -53,3 +53,7 @@ class SphinxRoles(griffe.Extension):
                 obj.docstring.value = ROLE.sub(lambda m, o=obj: _replace(o, m),
                                                obj.docstring.value)  # fmt: skip
             todo.extend(m for m in obj.members.values() if not m.is_alias)
+
+    def on_package_loaded(self, *, pkg: griffe.Module, **kwargs) -> None:
+        """The same hook under its griffe 1.x name."""
+        self.on_package(pkg=pkg, **kwargs)
