@@ -59,7 +59,7 @@ PYTHON_BLOCKS = {
     "README.md": 3,
     "docs/index.md": 0,
     "docs/getting-started.md": 2,
-    "docs/demo.md": None,
+    "docs/demo.md": 1,
     "docs/coming-from-transformers.md": 2,
     "docs/coming-from-others.md": 5,
     "docs/models.md": 2,

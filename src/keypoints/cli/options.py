@@ -93,7 +93,7 @@ precision_option = click.option(
     show_default=True,
     help="fast: each part's fastest measured mode (SuperPoint int8 in onnxruntime; others and "
     "LightGlue bf16 where the CPU has it); bf16 / int8 explicitly; fp32: parity. Accuracy "
-    "cost in the README.",
+    "cost: docs/speed.md.",
 )
 
 max_pixels_option = click.option(
