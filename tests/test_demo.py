@@ -16,7 +16,7 @@ from keypoints.cli import main
 from keypoints.demo import handlers
 from keypoints.demo.handlers import MatchSettings, overlay, preset_fields, run_compare, run_match
 from keypoints.io.results import load_matches
-from keypoints.pair import match_pair
+from keypoints.pair import match_images
 
 EXAMPLES = Path(handlers.__file__).parent / "examples"
 CATS, WARPED, TURNED = (
@@ -62,7 +62,7 @@ def test_run_match_gives_match_pair_numbers_and_files(tmp_path):
     view = run_match(str(CATS), str(WARPED), MatchSettings(), workdir=tmp_path)
     assert view.ok, view.status
     settings = MatchSettings()
-    result = match_pair(str(CATS), str(WARPED), settings.pipeline(), geometry="homography",
+    result = match_images(str(CATS), str(WARPED), settings.pipeline(), geometry="homography",
                         rotation="auto")  # fmt: skip
     summary = view.summary
     assert summary["keypoints0"] == len(result.features0) > 500
@@ -186,7 +186,7 @@ def test_unexpected_errors_are_one_line_in_the_page(tmp_path, monkeypatch, caplo
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(handlers, "match_pair", broken)
+    monkeypatch.setattr(handlers, "match_images", broken)
     view = run_match(str(CATS), str(WARPED), FAST, workdir=tmp_path)
     assert not view.ok
     assert view.status.startswith("**Unexpected error:** RuntimeError: boom")
@@ -227,7 +227,7 @@ def test_compare_runs_each_preset(tmp_path, monkeypatch):
     rows = {row[0]: row for row in view.rows}
     assert len(view.rows[0]) == len(handlers.COMPARE_COLUMNS)
     for name in ("sift-mnn", "fast"):
-        result = match_pair(str(CATS), str(WARPED), keypoints.load_preset(name),
+        result = match_images(str(CATS), str(WARPED), keypoints.load_preset(name),
                             geometry="homography", rotation="auto")  # fmt: skip
         assert rows[name][3:7] == [len(result.features0), len(result.features1),
                                    len(result.matches), result.num_inliers]  # fmt: skip

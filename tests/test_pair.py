@@ -1,4 +1,4 @@
-"""keypoints.pair.match_pair: the two-image pipeline of `keypoints match` and the web demo."""
+"""keypoints.pair.match_images: the two-image pipeline of `keypoints match` and the web demo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keypoints
-from keypoints.pair import STAGES, match_pair
+from keypoints.pair import STAGES, match_images
 from keypoints.presets import compose
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "keypoints" / "demo" / "examples"
@@ -28,7 +28,7 @@ def corner_error(matrix: np.ndarray, truth: np.ndarray, width: int, height: int)
 
 def test_match_pair_equals_its_parts():
     pipeline = keypoints.load_preset("sift-mnn")
-    result = match_pair(str(CATS), str(WARPED), pipeline, geometry="homography")
+    result = match_images(str(CATS), str(WARPED), pipeline, geometry="homography")
     f0, f1 = keypoints.detect([str(CATS), str(WARPED)], "sift", resize=pipeline.resize,
                               **pipeline.options)  # fmt: skip
     assert result.features0 == f0 and result.features1 == f1
@@ -43,7 +43,7 @@ def test_match_pair_equals_its_parts():
 
 def test_the_homography_found_is_the_true_one():
     truth = np.loadtxt(EXAMPLES / "cats_warped_H.txt")
-    result = match_pair(str(CATS), str(WARPED), keypoints.load_preset("aliked-lightglue"),
+    result = match_images(str(CATS), str(WARPED), keypoints.load_preset("aliked-lightglue"),
                         geometry="homography")  # fmt: skip
     assert result.method == "lightglue" and result.num_inliers > 500
     assert corner_error(result.verification.matrix, truth, 640, 480) < 2.0
@@ -52,7 +52,7 @@ def test_the_homography_found_is_the_true_one():
 def test_rotation_search_turns_image_2_back():
     truth = np.loadtxt(EXAMPLES / "cats_turned_H.txt")
     pipeline = compose(None, "aliked-n16", {"max_keypoints": 1024}, 640, "mnn")
-    result = match_pair(str(CATS), str(TURNED), pipeline, geometry="homography",
+    result = match_images(str(CATS), str(TURNED), pipeline, geometry="homography",
                         rotation="auto")  # fmt: skip
     assert result.rotation == 270 and len(result.rotation_inliers) == 4
     assert result.rotation_inliers[-1] == max(result.rotation_inliers)
@@ -64,7 +64,7 @@ def test_rotation_search_turns_image_2_back():
 
 
 def test_no_geometry_no_verification():
-    result = match_pair(str(CATS), str(WARPED), keypoints.load_preset("fast"), rotation="none")
+    result = match_images(str(CATS), str(WARPED), keypoints.load_preset("fast"), rotation="none")
     assert result.verification is None and result.num_inliers is None
     assert result.summary()["model"] is None and result.timings["verify"] == 0.0
 
@@ -72,7 +72,7 @@ def test_no_geometry_no_verification():
 def test_bad_geometry_is_refused_before_work():
     with pytest.raises(keypoints.ConfigError, match="unknown geometric model 'homografy'.*"
                        "did you mean 'homography'"):  # fmt: skip
-        match_pair(str(CATS), "missing.jpg", keypoints.load_preset("fast"), geometry="homografy")
+        match_images(str(CATS), "missing.jpg", keypoints.load_preset("fast"), geometry="homografy")
 
 
 def test_compose_merges_explicit_over_preset():

@@ -46,6 +46,7 @@ from .models.registry import MODELS, list_models, load_model
 from .models.superpoint import SuperPoint
 from .models.xfeat import XFeat, XFeatConfig
 from .offline import download
+from .pair import PairResult, match_images
 from .pipeline import ExtractSettings, extract, match_pairs
 from .pipeline.sfm import SfmReport, sfm
 from .presets import PRESETS, Preset, list_presets, load_preset
@@ -74,6 +75,8 @@ __all__ = [
     "Matches",
     "match",
     "match_batch",
+    "match_images",
+    "PairResult",
     "verify",
     "Verification",
     "load_model",

@@ -1,6 +1,6 @@
 """Two images in, keypoints, matches and a verified geometric model out.
 
-:func:`match_pair` is what ``keypoints match`` and the web demo (``keypoints demo``) run: a
+:func:`match_images` is what ``keypoints match`` and the web demo (``keypoints demo``) run: a
 pipeline (a preset with explicit options on top, see :func:`keypoints.presets.compose`), the
 detector on both images, the matcher, the optional in-plane rotation search (see
 :mod:`keypoints.rotation`) and the robust fit (see :func:`keypoints.verify`), with the time
@@ -31,7 +31,7 @@ from .features import Features, Matches
 from .matching import Verification, verify
 from .presets import Preset
 
-__all__ = ["PairResult", "match_pair", "STAGES"]
+__all__ = ["PairResult", "match_images", "STAGES"]
 
 #: The stages :attr:`PairResult.timings` reports, in order.
 STAGES = ("load", "detect", "match", "verify")
@@ -39,7 +39,7 @@ STAGES = ("load", "detect", "match", "verify")
 
 @dataclass
 class PairResult:
-    """What :func:`match_pair` found.
+    """What :func:`match_images` found.
 
     Attributes:
         pipeline: the :class:`~keypoints.presets.Preset` that ran (detector, options, resize,
@@ -116,7 +116,7 @@ def check_geometry(geometry: str | None) -> None:
         )
 
 
-def match_pair(  # noqa: PLR0913 - the pipeline's parts, each with its default
+def match_images(  # noqa: PLR0913 - the pipeline's parts, each with its default
     image0,
     image1,
     pipeline: Preset,

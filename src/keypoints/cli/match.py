@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..pair import match_pair
+from ..pair import match_images
 from ..viz import save_figure
 from .options import (
     backend_option,
@@ -78,7 +78,7 @@ def match_command(image0, image1, model, preset, max_keypoints, threshold, resiz
 
     chosen = pipeline(preset, model, {"max_keypoints": max_keypoints, "threshold": threshold},
                       resize, matcher, {"ratio": ratio, "max_distance": max_distance})  # fmt: skip
-    result = match_pair(image0, image1, chosen, geometry=verify_model, estimator=estimator,
+    result = match_images(image0, image1, chosen, geometry=verify_model, estimator=estimator,
                         ransac_threshold=ransac_threshold, rotation=rotation,
                         matcher_weights=load_matcher_weights(matcher_weights), device=device,
                         backend=backend, precision=precision)  # fmt: skip

@@ -1,6 +1,6 @@
 """What the web demo's buttons run, in plain Python (no Gradio): testable without a browser.
 
-:func:`run_match` matches two uploaded images with :func:`keypoints.pair.match_pair` (what
+:func:`run_match` matches two uploaded images with :func:`keypoints.pair.match_images` (what
 ``keypoints match`` runs) and draws the pictures; :func:`run_compare` runs several presets on
 the same pair. Both return a view (status line, numbers, picture and download paths) and never
 raise for what a user can cause: a missing, corrupt, truncated or oversized upload, or options
@@ -29,7 +29,7 @@ import numpy as np
 from ..defaults import DEFAULT_MAX_PIXELS, DEFAULT_RANSAC_THRESHOLD
 from ..errors import ConfigError, KeypointsError
 from ..image import normalize_resize, to_array
-from ..pair import STAGES, PairResult, match_pair
+from ..pair import STAGES, PairResult, match_images
 from ..presets import PRESETS, compose, load_preset
 
 __all__ = [
@@ -388,7 +388,7 @@ def run_match(
             read_upload(image0, "image 1", max_pixels),
             read_upload(image1, "image 2", max_pixels),
         ]
-        result = match_pair(
+        result = match_images(
             arrays[0],
             arrays[1],
             chosen,
@@ -519,7 +519,7 @@ def run_compare(
     rows, pictures = [], []
     for name in presets:
         try:
-            result = match_pair(
+            result = match_images(
                 arrays[0],
                 arrays[1],
                 load_preset(name),
