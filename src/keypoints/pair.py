@@ -21,6 +21,7 @@ from .defaults import (
     DEFAULT_BACKEND,
     DEFAULT_DEVICE,
     DEFAULT_ESTIMATOR,
+    DEFAULT_MAX_PIXELS,
     DEFAULT_PRECISION,
     DEFAULT_RANSAC_THRESHOLD,
     DEFAULT_ROTATION,
@@ -129,6 +130,7 @@ def match_images(  # noqa: PLR0913 - the pipeline's parts, each with its default
     device: str = DEFAULT_DEVICE,
     backend: str = DEFAULT_BACKEND,
     precision: str = DEFAULT_PRECISION,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> PairResult:
     """Detect two images, match them, and fit a geometric model to the matches.
 
@@ -147,6 +149,7 @@ def match_images(  # noqa: PLR0913 - the pipeline's parts, each with its default
         device: torch device (``"auto"``: CUDA when available).
         backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` for the dense network.
         precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"fast"``.
+        max_pixels: images (and exact resize sizes) with more pixels are refused.
 
     Returns:
         :class:`PairResult`.
@@ -171,8 +174,10 @@ def match_images(  # noqa: PLR0913 - the pipeline's parts, each with its default
                      precision=precision)  # fmt: skip
     timings["load"] = time.perf_counter() - start
 
-    resize = pipeline.resize
-    detect_many = _timed(timings, "detect", lambda images: detect(images, net, resize=resize))
+    def detect_raw(images):
+        return detect(images, net, resize=pipeline.resize, max_pixels=max_pixels)
+
+    detect_many = _timed(timings, "detect", detect_raw)
     match = _timed(timings, "match", lambda a, b: pipeline.match(a, b, **extra))
     fit = _timed(timings, "verify", lambda a, b, m: verify(
         a, b, m, geometry or "fundamental", ransac_threshold, estimator=estimator))  # fmt: skip

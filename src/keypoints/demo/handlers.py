@@ -350,7 +350,11 @@ def _rows(result: PairResult) -> list[list[Any]]:
 
 def _failure(exc: BaseException) -> str:
     if isinstance(exc, KeypointsError):
-        return f"**Error:** {exc}"
+        message = str(exc).replace(
+            "(raise it with max_pixels= / --max-pixels)",
+            "(the demo's limit: `keypoints demo --max-pixels N` raises it)",
+        )
+        return f"**Error:** {message}"
     LOG.exception("unexpected error in the demo")
     return (
         f"**Unexpected error:** {type(exc).__name__}: {exc} (the server's log has the "
@@ -396,6 +400,7 @@ def run_match(
             estimator=settings.estimator,
             ransac_threshold=float(settings.ransac_threshold),
             rotation=settings.rotation,
+            max_pixels=max_pixels,
         )
         return _draw(image0, image1, arrays, result, settings, _workdir(workdir))
     except Exception as exc:  # noqa: BLE001 - the page shows one line, never a traceback
@@ -527,6 +532,7 @@ def run_compare(
                 estimator=settings.estimator,
                 ransac_threshold=float(settings.ransac_threshold),
                 rotation=settings.rotation,
+                max_pixels=max_pixels,
             )
         except Exception as exc:  # noqa: BLE001 - this preset's row says why
             rows.append([name, "", "", "", "", "", "", "", _failure(exc).replace("**", "")])
