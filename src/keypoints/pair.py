@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .defaults import (
     DEFAULT_BACKEND,
@@ -30,7 +30,9 @@ from .defaults import (
 from .errors import ConfigError, closest
 from .features import Features, Matches
 from .matching import Verification, verify
-from .presets import Preset
+
+if TYPE_CHECKING:  # presets' match_images calls back into this module
+    from .presets import Preset
 
 __all__ = ["PairResult", "match_images", "STAGES"]
 

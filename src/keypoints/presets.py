@@ -130,22 +130,15 @@ class Preset:
         ``rotation="auto"`` also tries ``image1`` at 90, 180 and 270 degrees and keeps the turn
         whose matches have the most ``geometry`` inliers (``"fundamental"`` or
         ``"homography"``, fitted by :func:`keypoints.verify`); ``features1`` is then in
-        ``image1``'s own frame (see :mod:`keypoints.rotation`).
+        ``image1``'s own frame (see :mod:`keypoints.rotation`). The whole pipeline, with the
+        fit and seconds per stage: :func:`keypoints.match_images`.
         """
-        from .rotation import search_rotation, searches
+        from .pair import match_images
+        from .rotation import searches
 
-        if not searches(rotation, self.detector):
-            features0, features1 = self.detect([image0, image1])
-            return features0, features1, self.match(features0, features1)
-        from .image import to_array
-        from .matching import verify
-
-        features0 = self.detect(image0)[0]
-        found = search_rotation(
-            features0, to_array(image1), lambda a: self.detect(a)[0], self.match,
-            lambda a, b, m: verify(a, b, m, geometry),
-        )  # fmt: skip
-        return features0, found.features1, found.matches
+        fit = geometry if searches(rotation, self.detector) else None  # picks the turn only
+        found = match_images(image0, image1, self, geometry=fit, rotation=rotation)
+        return found.features0, found.features1, found.matches
 
     def as_dict(self) -> dict[str, Any]:
         """The preset as plain values, with its license and offline availability."""

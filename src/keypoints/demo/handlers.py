@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -29,7 +30,7 @@ import numpy as np
 from ..defaults import DEFAULT_MAX_PIXELS, DEFAULT_RANSAC_THRESHOLD
 from ..errors import ConfigError, KeypointsError
 from ..image import normalize_resize, to_array
-from ..pair import STAGES, PairResult, match_images
+from ..pair import PairResult, match_images
 from ..presets import PRESETS, compose, load_preset
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 LOG = logging.getLogger("keypoints.demo")
+#: The library's hint for a pixel limit (Python and CLI), rewritten for the page.
+_MAX_PIXELS_HINT = re.compile(r"\(raise it with max_pixels= / --max-pixels[^)]*\)")
 
 #: The preset dropdown's entry for "the fields as they are".
 CUSTOM = "custom"
@@ -142,7 +145,6 @@ class MatchView:
     Attributes:
         status: one Markdown line: what ran, or the error.
         ok: False when the run failed (``status`` says why).
-        rows: the numbers table, ``[quantity, value]`` rows.
         summary: the numbers as plain values (:meth:`keypoints.pair.PairResult.summary`).
         matches_picture: inliers green, outliers red (PNG path).
         scores_picture: lines coloured by LightGlue's score (PNG path), None for nearest
@@ -156,7 +158,6 @@ class MatchView:
 
     status: str
     ok: bool = True
-    rows: list[list[Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     matches_picture: str | None = None
     scores_picture: str | None = None
@@ -225,10 +226,6 @@ def read_upload(path: str | os.PathLike | None, which: str, max_pixels: int) -> 
         return to_array(path, max_pixels=max_pixels)
     except KeypointsError as exc:
         message = str(exc).replace(f"'{os.fspath(path)}'", f"'{name}'")
-        message = message.replace(
-            "(raise it with max_pixels= / --max-pixels if you trust the file)",
-            "(the demo's limit: `keypoints demo --max-pixels N` raises it)",
-        )
         raise KeypointsError(f"{which}: {message}") from None
 
 
@@ -320,40 +317,10 @@ def _keypoints_figure(arrays, result: PairResult):
     return figure
 
 
-def _rows(result: PairResult) -> list[list[Any]]:
-    found = result.verification
-    method = "LightGlue" if result.method == "lightglue" else "mutual nearest neighbour"
-    rows: list[list[Any]] = [
-        ["pipeline", f"{result.pipeline.name} ({result.pipeline.detector} + {method})"],
-        ["keypoints in image 1", len(result.features0)],
-        ["keypoints in image 2", len(result.features1)],
-        ["matches", len(result.matches)],
-    ]
-    if found is not None:
-        share = found.num_inliers / len(result.matches) if len(result.matches) else 0.0
-        rows.append(
-            [
-                f"inliers ({found.model}, {found.estimator} {found.threshold:g} px)",
-                found.num_inliers,
-            ]
-        )
-        rows.append(["inlier ratio", f"{share:.1%}"])
-        if found.message:
-            rows.append(["note", found.message])
-    if result.rotation is not None:
-        rows.append(["image 2 turned by", f"{result.rotation} degrees"])
-    for stage in STAGES:
-        rows.append([f"time: {stage}", f"{result.timings.get(stage, 0.0):.2f} s"])
-    rows.append(["time: total", f"{sum(result.timings.values()):.2f} s"])
-    return rows
-
-
 def _failure(exc: BaseException) -> str:
     if isinstance(exc, KeypointsError):
-        message = str(exc).replace(
-            "(raise it with max_pixels= / --max-pixels)",
-            "(the demo's limit: `keypoints demo --max-pixels N` raises it)",
-        )
+        hint = "(the demo's limit: `keypoints demo --max-pixels N` raises it)"
+        message = _MAX_PIXELS_HINT.sub(hint, str(exc))
         return f"**Error:** {message}"
     LOG.exception("unexpected error in the demo")
     return (
@@ -471,7 +438,6 @@ def _draw(
     return MatchView(
         status,
         True,
-        _rows(result),
         summary,
         matches_picture,
         scores_picture,
